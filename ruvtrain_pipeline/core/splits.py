@@ -1,0 +1,105 @@
+"""Grouped, stratified train/validation/test split of the augmented set.
+
+A group is a base example and everything derived from it; whole groups are assigned, stratified on the base
+example's agent type x complexity, so no paraphrase of a test example lands in train.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from .schema import SPLITS
+
+
+@dataclass(frozen=True)
+class SplitRatios:
+    train: float = 0.70
+    validation: float = 0.15
+    test: float = 0.15
+
+    def as_array(self) -> np.ndarray:
+        arr = np.array([self.train, self.validation, self.test], dtype=np.float64)
+        if np.any(arr < 0) or not np.isclose(arr.sum(), 1.0):
+            raise ValueError(f"split ratios must be non-negative and sum to 1, got {arr.tolist()}")
+        return arr
+
+
+def _largest_remainder(n: int, ratios: np.ndarray) -> np.ndarray:
+    quotas = ratios * n
+    counts = np.floor(quotas).astype(np.int64)
+    rest = n - counts.sum()
+    order = np.argsort(-(quotas - counts), kind="stable")
+    counts[order[:rest]] += 1
+    return counts
+
+
+def group_strata(examples: pl.DataFrame) -> pl.DataFrame:
+    """One row per group: its stratum (base row's agent type x complexity) and its size in rows."""
+    base = examples.filter(pl.col("augmentation") == "base").select(
+        "group_id", pl.concat_str("agent_type", pl.lit("|"), "complexity").alias("stratum")
+    )
+    sizes = examples.group_by("group_id").len("rows")
+    return base.join(sizes, on="group_id", how="left").sort("group_id")
+
+
+def assign_splits(examples: pl.DataFrame, ratios: SplitRatios, rng: np.random.Generator) -> pl.DataFrame:
+    """Add a `split` column; every group in exactly one split; per-stratum proportions as close as possible."""
+    r = ratios.as_array()
+    groups = group_strata(examples)
+    orphans = examples.join(groups, on="group_id", how="anti")
+    if orphans.height:
+        raise ValueError(f"{orphans.height} row(s) belong to a group without a base example "
+                         f"(first group_id '{orphans['group_id'][0]}')")
+    assignment: list[pl.DataFrame] = []
+    for stratum in sorted(groups["stratum"].unique().to_list()):
+        g = groups.filter(pl.col("stratum") == stratum)
+        counts = _largest_remainder(g.height, r)
+        labels = np.repeat(np.array(SPLITS), counts)
+        perm = rng.permutation(g.height)
+        assignment.append(pl.DataFrame({"group_id": g["group_id"].gather(perm), "split": labels}))
+    table = pl.concat(assignment)
+    return examples.join(table, on="group_id", how="left", maintain_order="left")
+
+
+def split_report(split_examples: pl.DataFrame, ratios: SplitRatios) -> dict[str, object]:
+    """Leak count and the largest per-stratum deviation from the target ratios (row-level and group-level)."""
+    leaks = (
+        split_examples.group_by("group_id").agg(pl.col("split").n_unique().alias("n")).filter(pl.col("n") > 1).height
+    )
+    groups = group_strata(split_examples).join(
+        split_examples.select("group_id", "split").unique("group_id"), on="group_id"
+    )
+    target = dict(zip(SPLITS, ratios.as_array().tolist(), strict=True))
+    worst_rows = 0.0
+    worst_groups = 0.0
+    smallest = None
+    rows_by = groups.group_by("stratum", "split").agg(pl.col("rows").sum(), pl.len().alias("groups"))
+    for stratum in rows_by["stratum"].unique().to_list():
+        s = rows_by.filter(pl.col("stratum") == stratum)
+        tot_rows = s["rows"].sum()
+        tot_groups = s["groups"].sum()
+        smallest = tot_groups if smallest is None else min(smallest, tot_groups)
+        for split in SPLITS:
+            row = s.filter(pl.col("split") == split)
+            nr = int(row["rows"].sum()) if row.height else 0
+            ng = int(row["groups"].sum()) if row.height else 0
+            worst_rows = max(worst_rows, abs(nr / tot_rows - target[split]))
+            worst_groups = max(worst_groups, abs(ng / tot_groups - target[split]))
+    counts = dict(split_examples.group_by("split").len().iter_rows())
+    return {
+        "leaked_groups": int(leaks),
+        "max_stratum_deviation_rows": round(worst_rows, 4),
+        "max_stratum_deviation_groups": round(worst_groups, 4),
+        "smallest_stratum_groups": int(smallest or 0),
+        "rows_per_split": {s: int(counts.get(s, 0)) for s in SPLITS},
+    }
+
+
+def deviation_tolerance(smallest_stratum_groups: int, points: float = 0.02) -> float:
+    """2 points, or the share of one group in the smallest stratum when that is larger (whole groups move)."""
+    if smallest_stratum_groups <= 0:
+        return points
+    return max(points, 1.0 / smallest_stratum_groups)

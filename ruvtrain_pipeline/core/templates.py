@@ -1,0 +1,312 @@
+"""Vectorized template filling: seed templates -> base examples.
+
+Templates are compiled once into arrays of literal pieces and slot references; a batch of rows (template index,
+domain, slot-value indices) is rendered with polars gathers and one `concat_str`, never a Python loop per row.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from .catalog import PLACEHOLDER_RE, Catalog
+from .schema import EXAMPLE_SCHEMA, MAX_SLOTS, SLOT_COLUMNS, WORKING_SCHEMA, category_label
+
+log = logging.getLogger(__name__)
+
+
+class GenerationError(ValueError):
+    """The template library cannot produce what was asked (e.g. too few distinct examples)."""
+
+
+@dataclass
+class CompiledTemplates:
+    """Array form of the template library, indexed by template number t."""
+
+    catalog: Catalog
+    ids: np.ndarray  # (T,) str
+    agent_idx: np.ndarray  # (T,) int
+    complexity_idx: np.ndarray  # (T,)
+    domain_idx: np.ndarray  # (T,)
+    quality: np.ndarray  # (T,) float
+    n_slots: np.ndarray  # (T,)
+    slot_size: np.ndarray  # (T, MAX_SLOTS, D) vocabulary size of slot j in domain d (1 for unused slots)
+    slot_offset: np.ndarray  # (T, MAX_SLOTS, D) start of that list in `flat`
+    domain_keyed: np.ndarray  # (T,) bool: has at least one domain-keyed slot
+    flat: pl.Series  # every vocabulary value, then "" at index len-1
+    input_lits: pl.Series  # (T * (P+1),) literal pieces of input
+    input_refs: np.ndarray  # (T, P) slot number per gap, -1 = none
+    context_lits: pl.Series
+    context_refs: np.ndarray
+    tags: list[list[str]]
+
+    @property
+    def n_templates(self) -> int:
+        return len(self.ids)
+
+
+def _split_pieces(text: str, slots: tuple[str, ...]) -> tuple[list[str], list[int]]:
+    lits: list[str] = []
+    refs: list[int] = []
+    pos = 0
+    for m in PLACEHOLDER_RE.finditer(text):
+        lits.append(text[pos : m.start()])
+        refs.append(slots.index(m.group(1)))
+        pos = m.end()
+    lits.append(text[pos:])
+    return lits, refs
+
+
+def compile_templates(catalog: Catalog) -> CompiledTemplates:
+    templates = catalog.templates
+    if not templates:
+        raise GenerationError("the catalog has no templates")
+    domains = catalog.domains
+    n_dom = len(domains)
+    flat_values: list[str] = []
+    offsets: dict[tuple[str, str], tuple[int, int]] = {}
+    for name, lists in catalog.vocabulary.items():
+        for key, values in lists.items():
+            offsets[(name, key)] = (len(flat_values), len(values))
+            flat_values.extend(values)
+    empty = len(flat_values)
+    flat_values.append("")
+
+    n = len(templates)
+    slot_size = np.ones((n, MAX_SLOTS, n_dom), dtype=np.int64)
+    slot_offset = np.full((n, MAX_SLOTS, n_dom), empty, dtype=np.int64)
+    domain_keyed = np.zeros(n, dtype=bool)
+    n_slots = np.zeros(n, dtype=np.int64)
+    in_pieces = [_split_pieces(t.input, t.slots) for t in templates]
+    cx_pieces = [_split_pieces(t.context, t.slots) for t in templates]
+    max_in = max(len(r) for _, r in in_pieces)
+    max_cx = max(len(r) for _, r in cx_pieces)
+    for ti, t in enumerate(templates):
+        if len(t.slots) > MAX_SLOTS:
+            raise GenerationError(f"template '{t.id}' ({t.source}) has {len(t.slots)} slots; at most {MAX_SLOTS}")
+        n_slots[ti] = len(t.slots)
+        for j, name in enumerate(t.slots):
+            keyed = catalog.is_domain_keyed(name)
+            domain_keyed[ti] |= keyed
+            for di, dom in enumerate(domains):
+                start, size = offsets[(name, dom if keyed else "__all__")]
+                slot_offset[ti, j, di] = start
+                slot_size[ti, j, di] = size
+
+    def lit_table(pieces: list[tuple[list[str], list[int]]], width: int) -> tuple[pl.Series, np.ndarray]:
+        lits = []
+        refs = np.full((n, width), -1, dtype=np.int64)
+        for ti, (ls, rs) in enumerate(pieces):
+            lits.extend(ls + [""] * (width + 1 - len(ls)))
+            refs[ti, : len(rs)] = rs
+        return pl.Series(lits, dtype=pl.String), refs
+
+    input_lits, input_refs = lit_table(in_pieces, max_in)
+    context_lits, context_refs = lit_table(cx_pieces, max_cx)
+    agent_pos = {a: i for i, a in enumerate(catalog.agent_types)}
+    return CompiledTemplates(
+        catalog=catalog,
+        ids=np.array([t.id for t in templates]),
+        agent_idx=np.array([agent_pos[t.agent_type] for t in templates]),
+        complexity_idx=np.array([catalog.complexities.index(t.complexity) for t in templates]),
+        domain_idx=np.array([domains.index(t.domain) for t in templates]),
+        quality=np.array([t.quality for t in templates]),
+        n_slots=n_slots,
+        slot_size=slot_size,
+        slot_offset=slot_offset,
+        domain_keyed=domain_keyed,
+        flat=pl.Series(flat_values, dtype=pl.String),
+        input_lits=input_lits,
+        input_refs=input_refs,
+        context_lits=context_lits,
+        context_refs=context_refs,
+        tags=[list(t.tags) for t in templates],
+    )
+
+
+def template_space(ct: CompiledTemplates) -> np.ndarray:
+    """Number of distinct slot fillings of each template in its own domain."""
+    d = ct.domain_idx
+    sizes = ct.slot_size[np.arange(ct.n_templates), :, d].astype(np.float64)
+    return sizes.prod(axis=1)
+
+
+def _render(
+    ct: CompiledTemplates, tmpl: np.ndarray, dom: np.ndarray, slots: np.ndarray, lits: pl.Series, refs: np.ndarray
+) -> pl.Series:
+    width = refs.shape[1]
+    cols: list[pl.Series] = []
+    lit_base = tmpl * (width + 1)
+    for i in range(width + 1):
+        cols.append(lits.gather(lit_base + i))
+        if i == width:
+            break
+        ref = refs[tmpl, i]
+        has = ref >= 0
+        j = np.where(has, ref, 0)
+        value_idx = np.where(
+            has,
+            ct.slot_offset[tmpl, j, dom] + slots[np.arange(len(tmpl)), j],
+            len(ct.flat) - 1,
+        )
+        cols.append(ct.flat.gather(value_idx))
+    frame = pl.DataFrame({f"p{i}": c for i, c in enumerate(cols)})
+    return frame.select(pl.concat_str(pl.all()).alias("text")).to_series()
+
+
+def render(ct: CompiledTemplates, tmpl: np.ndarray, dom: np.ndarray, slots: np.ndarray) -> tuple[pl.Series, pl.Series]:
+    """Render input and context for rows (template index, domain index, slot-value indices (n, MAX_SLOTS))."""
+    return (
+        _render(ct, tmpl, dom, slots, ct.input_lits, ct.input_refs),
+        _render(ct, tmpl, dom, slots, ct.context_lits, ct.context_refs),
+    )
+
+
+def draw_slots(ct: CompiledTemplates, tmpl: np.ndarray, dom: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    sizes = ct.slot_size[tmpl[:, None], np.arange(MAX_SLOTS)[None, :], dom[:, None]]
+    return np.floor(rng.random((len(tmpl), MAX_SLOTS)) * sizes).astype(np.int64)
+
+
+def build_frame(
+    ct: CompiledTemplates,
+    tmpl: np.ndarray,
+    dom: np.ndarray,
+    slots: np.ndarray,
+    complexity_idx: np.ndarray,
+    quality: np.ndarray,
+    augmentation: str,
+    group_id: pl.Series,
+    texts: tuple[pl.Series, pl.Series] | None = None,
+) -> pl.DataFrame:
+    """Assemble a working frame (EXAMPLE_SCHEMA + slot columns) for rendered rows."""
+    cat = ct.catalog
+    inputs, contexts = texts if texts is not None else render(ct, tmpl, dom, slots)
+    agent_types = np.array(cat.agent_types)[ct.agent_idx[tmpl]]
+    categories = np.array([cat.category_of(a) for a in cat.agent_types])[ct.agent_idx[tmpl]]
+    complexities = np.array(cat.complexities)[complexity_idx]
+    model_table = np.array([[cat.model_for(c, cx) for cx in cat.complexities] for c in cat.categories])
+    cat_pos = {c: i for i, c in enumerate(cat.categories)}
+    agent_cat_idx = np.array([cat_pos[cat.category_of(a)] for a in cat.agent_types])[ct.agent_idx[tmpl]]
+    tags_by_t = pl.Series("tags", ct.tags, dtype=pl.List(pl.String))
+    frame = pl.DataFrame(
+        {
+            "input": inputs,
+            "context": contexts,
+            "output_agent": categories,
+            "category": np.array([category_label(c) for c in cat.categories])[agent_cat_idx],
+            "complexity": complexities,
+            "domain": np.array(cat.domains)[dom],
+            "expected_model": model_table[agent_cat_idx, complexity_idx],
+            "quality_score": np.round(quality, 3),
+            "tags": tags_by_t.gather(tmpl),
+            "agent_type": agent_types,
+            "template_id": ct.ids[tmpl],
+            "augmentation": pl.Series([augmentation], dtype=pl.String).gather(np.zeros(len(tmpl), dtype=np.int64)),
+            "group_id": group_id,
+        }
+        | {c: slots[:, i].astype(np.uint32) for i, c in enumerate(SLOT_COLUMNS)}
+    )
+    return frame.cast(WORKING_SCHEMA).select(list(WORKING_SCHEMA))
+
+
+def _allocate(total: int, parts: int, rng: np.random.Generator) -> np.ndarray:
+    """Split `total` into `parts` near-equal integer counts (remainder to random parts)."""
+    base = np.full(parts, total // parts, dtype=np.int64)
+    base[rng.permutation(parts)[: total % parts]] += 1
+    return base
+
+
+def generate_base_examples(
+    ct: CompiledTemplates, examples_per_agent: int, rng: np.random.Generator, *, max_rounds: int = 30
+) -> pl.DataFrame:
+    """`examples_per_agent` distinct examples per agent type, balanced over complexities and templates.
+
+    Rows are sampled per (agent type, complexity) stratum, round-robin over that stratum's templates, with fresh
+    slot draws until every stratum has its quota of distinct inputs. Raises GenerationError naming the stratum when
+    the templates cannot produce that many distinct inputs.
+    """
+    cat = ct.catalog
+    n_cx = len(cat.complexities)
+    # quota per (agent, complexity) stratum; strata without templates pass their quota to the others
+    quotas: dict[tuple[int, int], int] = {}
+    strata_templates: dict[tuple[int, int], np.ndarray] = {}
+    for a in range(len(cat.agent_types)):
+        present = [c for c in range(n_cx) if np.any((ct.agent_idx == a) & (ct.complexity_idx == c))]
+        if not present:
+            raise GenerationError(f"agent type '{cat.agent_types[a]}' has no templates")
+        for c, q in zip(present, _allocate(examples_per_agent, len(present), rng), strict=True):
+            quotas[(a, c)] = int(q)
+            strata_templates[(a, c)] = np.flatnonzero((ct.agent_idx == a) & (ct.complexity_idx == c))
+    space = template_space(ct)
+
+    kept: list[pl.DataFrame] = []
+    have = {k: 0 for k in quotas}
+    seen: pl.Series = pl.Series("input", [], dtype=pl.String)
+    for round_no in range(max_rounds):
+        want = {k: q - have[k] for k, q in quotas.items() if q > have[k]}
+        if not want:
+            break
+        factor = 1.05 if round_no == 0 else 1.5 + round_no
+        tmpl_parts = []
+        for k, w in want.items():
+            pool = strata_templates[k]
+            draw = int(np.ceil(w * factor)) + 1
+            order = rng.permutation(pool)
+            reps = int(np.ceil(draw / len(order)))
+            tmpl_parts.append(np.tile(order, reps)[:draw])
+        tmpl = np.concatenate(tmpl_parts)
+        dom = ct.domain_idx[tmpl]
+        slots = draw_slots(ct, tmpl, dom, rng)
+        frame = build_frame(
+            ct, tmpl, dom, slots, ct.complexity_idx[tmpl], ct.quality[tmpl], "base",
+            pl.Series("group_id", [""] * len(tmpl), dtype=pl.String),
+        )
+        frame = frame.filter(frame["input"].is_first_distinct() & ~frame["input"].is_in(seen.implode()))
+        frame = frame.with_columns(
+            pl.col("agent_type").cum_count().over("agent_type", "complexity").alias("_rank")
+        )
+        quota_frame = pl.DataFrame(
+            {
+                "agent_type": [cat.agent_types[a] for a, _ in want],
+                "complexity": [cat.complexities[c] for _, c in want],
+                "_need": [w for w in want.values()],
+            }
+        )
+        frame = frame.join(quota_frame, on=["agent_type", "complexity"], how="inner", maintain_order="left")
+        frame = frame.filter(pl.col("_rank") <= pl.col("_need")).drop("_rank", "_need")
+        counts = frame.group_by(["agent_type", "complexity"]).len()
+        for a_name, c_name, cnt in counts.iter_rows():
+            have[(cat.agent_types.index(a_name), cat.complexities.index(c_name))] += cnt
+        seen = pl.concat([seen, frame["input"]])
+        kept.append(frame)
+    short = {k: quotas[k] - have[k] for k in quotas if have[k] < quotas[k]}
+    if short:
+        (a, c), missing = next(iter(short.items()))
+        pool = strata_templates[(a, c)]
+        raise GenerationError(
+            f"templates for agent type '{cat.agent_types[a]}', complexity '{cat.complexities[c]}' "
+            f"({len(pool)} templates, ~{int(space[pool].sum())} distinct fillings) cannot produce "
+            f"{quotas[(a, c)]} distinct inputs; {missing} short. Add templates/vocabulary or lower examples_per_agent."
+        )
+    out = pl.concat(kept)
+    # stable, seed-independent order: agent type, complexity, then draw order
+    agent_order = pl.DataFrame({"agent_type": cat.agent_types, "_a": list(range(len(cat.agent_types)))})
+    out = (
+        out.with_row_index("_draw")
+        .join(agent_order, on="agent_type", maintain_order="left")
+        .with_columns(pl.col("complexity").replace_strict(
+            {c: i for i, c in enumerate(cat.complexities)}, return_dtype=pl.Int64).alias("_c"))
+        .sort(["_a", "_c", "_draw"])
+        .drop("_draw", "_a", "_c")
+    )
+    group = pl.format("{}-{}", pl.col("agent_type"), pl.int_range(pl.len()).over("agent_type").cast(pl.String).str.zfill(6))
+    out = out.with_columns(group.alias("group_id"))
+    log.info("generated %d base examples from %d templates", out.height, ct.n_templates)
+    return out.select(list(WORKING_SCHEMA))
+
+
+def public_columns(df: pl.DataFrame) -> pl.DataFrame:
+    return df.select(list(EXAMPLE_SCHEMA))
