@@ -151,7 +151,7 @@ def paraphrase(base: pl.DataFrame, data: AugmentData, copies: int, rng: np.rando
                 "_frame": use_frame[k] < 0.7,
             }
         )
-        df = pl.concat([base, frame_df], how="horizontal").with_columns(syn.alias("_syn"), imperative.alias("_imp"))
+        df = base.hstack(frame_df).with_columns(syn.alias("_syn"), imperative.alias("_imp"))
         core = _lower_first(pl.col("_syn"))
         core_nopunct = core.str.replace(r"[.!]+$", "")
         framed = (
@@ -198,7 +198,6 @@ def vary_complexity(
         pre_i = rng.integers(0, 6, n)
         suf_i = rng.integers(0, 6, n)
         ctx_i = rng.integers(0, 6, n)
-        cols: dict[str, list[pl.Series]] = {"pre": [], "suf": [], "ctx": []}
         pre = np.empty(n, dtype=object)
         suf = np.empty(n, dtype=object)
         ctx = np.empty(n, dtype=object)
@@ -208,10 +207,7 @@ def vary_complexity(
             pre[mask] = np.array(sc["prefixes"], dtype=object)[pre_i[mask] % len(sc["prefixes"])]
             suf[mask] = np.array(sc["suffixes"], dtype=object)[suf_i[mask] % len(sc["suffixes"])]
             ctx[mask] = np.array(sc["context"], dtype=object)[ctx_i[mask] % len(sc["context"])]
-        del cols
-        df = pl.concat(
-            [
-                base,
+        df = base.hstack(
                 pl.DataFrame(
                     {
                         "_pre": pl.Series(pre, dtype=pl.String),
@@ -219,9 +215,7 @@ def vary_complexity(
                         "_ctx": pl.Series(ctx, dtype=pl.String),
                         "_tgt": pl.Series(tgt_names, dtype=pl.String),
                     }
-                ),
-            ],
-            how="horizontal",
+                )
         )
         body = pl.col("input").str.replace(r"[?.!]+$", "")
         end = pl.col("input").str.extract(r"([?.!]+)$").fill_null("")
@@ -283,13 +277,14 @@ def add_noise(base: pl.DataFrame, data: AugmentData, copies: int, rng: np.random
     miss_src = sorted(data.misspellings, key=len, reverse=True)
     parts = []
     for _ in range(copies):
-        r = rng.random((5, n))
+        r = rng.random((6, n))
         df = base.with_columns(
             pl.Series("_lower", r[0] < 0.6),
             pl.Series("_terse", r[1] < 0.5),
             pl.Series("_swap", r[2]),
             pl.Series("_drop", r[3]),
             pl.Series("_drop_on", r[4] < 0.4),
+            pl.Series("_misspell", r[5] < 0.5),
         )
         text = pl.col("input")
         text = pl.when(pl.col("_terse")).then(
@@ -300,11 +295,11 @@ def add_noise(base: pl.DataFrame, data: AugmentData, copies: int, rng: np.random
             .str.replace(r"[.!]+$", "")
         ).otherwise(text)
         text = pl.when(pl.col("_lower")).then(text.str.to_lowercase()).otherwise(text)
-        text = (
+        text = pl.when(pl.col("_misspell")).then(
             pl.concat_str(pl.lit(" "), text, pl.lit(" "))
             .str.replace_many([f" {w} " for w in miss_src], [f" {data.misspellings[w]} " for w in miss_src])
             .str.strip_chars(" ")
-        )
+        ).otherwise(text)
         df = df.with_columns(text.alias("_t"))
         length = pl.col("_t").str.len_chars()
         # swap two adjacent characters somewhere after the first word

@@ -128,10 +128,14 @@ def compile_templates(catalog: Catalog) -> CompiledTemplates:
 
 
 def template_space(ct: CompiledTemplates) -> np.ndarray:
-    """Number of distinct slot fillings of each template in its own domain."""
+    """Number of distinct inputs each template can render in its own domain (slots used by the input only)."""
     d = ct.domain_idx
     sizes = ct.slot_size[np.arange(ct.n_templates), :, d].astype(np.float64)
-    return sizes.prod(axis=1)
+    used = np.zeros_like(sizes, dtype=bool)
+    for t in range(ct.n_templates):
+        refs = ct.input_refs[t]
+        used[t, refs[refs >= 0]] = True
+    return np.where(used, sizes, 1.0).prod(axis=1)
 
 
 def _render(
@@ -219,6 +223,16 @@ def _allocate(total: int, parts: int, rng: np.random.Generator) -> np.ndarray:
     return base
 
 
+def _raise_exhausted(cat: Catalog, key: tuple[int, int], pool: np.ndarray, space: np.ndarray, quota: int,
+                     missing: int) -> None:
+    a, c = key
+    raise GenerationError(
+        f"templates for agent type '{cat.agent_types[a]}', complexity '{cat.complexities[c]}' "
+        f"({len(pool)} templates, {int(space[pool].sum())} distinct inputs at most) cannot produce "
+        f"{quota} distinct inputs; {missing} short. Add templates/vocabulary or lower examples_per_agent."
+    )
+
+
 def generate_base_examples(
     ct: CompiledTemplates, examples_per_agent: int, rng: np.random.Generator, *, max_rounds: int = 30
 ) -> pl.DataFrame:
@@ -242,6 +256,10 @@ def generate_base_examples(
             strata_templates[(a, c)] = np.flatnonzero((ct.agent_idx == a) & (ct.complexity_idx == c))
     space = template_space(ct)
 
+    for k, q in quotas.items():
+        pool = strata_templates[k]
+        if q > space[pool].sum():
+            _raise_exhausted(cat, k, pool, space, q, q)
     kept: list[pl.DataFrame] = []
     have = {k: 0 for k in quotas}
     seen: pl.Series = pl.Series("input", [], dtype=pl.String)
@@ -284,13 +302,8 @@ def generate_base_examples(
         kept.append(frame)
     short = {k: quotas[k] - have[k] for k in quotas if have[k] < quotas[k]}
     if short:
-        (a, c), missing = next(iter(short.items()))
-        pool = strata_templates[(a, c)]
-        raise GenerationError(
-            f"templates for agent type '{cat.agent_types[a]}', complexity '{cat.complexities[c]}' "
-            f"({len(pool)} templates, ~{int(space[pool].sum())} distinct fillings) cannot produce "
-            f"{quotas[(a, c)]} distinct inputs; {missing} short. Add templates/vocabulary or lower examples_per_agent."
-        )
+        k, missing = next(iter(short.items()))
+        _raise_exhausted(cat, k, strata_templates[k], space, quotas[k], missing)
     out = pl.concat(kept)
     # stable, seed-independent order: agent type, complexity, then draw order
     agent_order = pl.DataFrame({"agent_type": cat.agent_types, "_a": list(range(len(cat.agent_types)))})

@@ -1,0 +1,116 @@
+"""Base generation, augmentation and splits on a tiny catalog (core only, no Dagster)."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from ruvtrain_pipeline.core.augment import AugmentSettings, augment_examples, load_augment_data
+from ruvtrain_pipeline.core.schema import UNFILLED_RE, validate_examples, write_jsonl
+from ruvtrain_pipeline.core.splits import SplitRatios, assign_splits, split_report
+from ruvtrain_pipeline.core.templates import GenerationError, compile_templates, generate_base_examples
+
+
+def _base(catalog, n=30, seed=1):
+    return generate_base_examples(compile_templates(catalog), n, np.random.default_rng(seed))
+
+
+def _augment(catalog, base, seed=2, **kw):
+    data = load_augment_data(complexities=catalog.complexities)
+    return augment_examples(base, compile_templates(catalog), data, AugmentSettings(**kw), np.random.default_rng(seed))
+
+
+def test_base_counts_unique_and_filled(tiny_catalog):
+    df = _base(tiny_catalog, 30)
+    counts = dict(df.group_by("agent_type").len().iter_rows())
+    assert counts == {a: 30 for a in tiny_catalog.agent_types}
+    assert df["input"].n_unique() == df.height
+    assert not df["input"].str.contains(UNFILLED_RE).any()
+    assert not df["input"].str.contains(r"[{}]").any() and not df["context"].str.contains(r"[{}]").any()
+    assert validate_examples(df, tiny_catalog) == []
+    # balanced over complexities (the tiny catalog has one template per complexity)
+    per = df.group_by("agent_type", "complexity").len()["len"]
+    assert per.min() == per.max() == 10
+    assert df["group_id"].n_unique() == df.height
+
+
+def test_same_seed_same_bytes_other_seed_differs(tiny_catalog, tmp_path):
+    paths = []
+    for i, seed in enumerate((5, 5, 6)):
+        base = _base(tiny_catalog, 20, seed)
+        aug = _augment(tiny_catalog, base, seed + 100).examples
+        p = tmp_path / f"run{i}.jsonl"
+        write_jsonl(aug, p)
+        paths.append(p.read_bytes())
+    assert paths[0] == paths[1]
+    assert paths[0] != paths[2]
+
+
+def test_exhausted_template_space_is_a_clear_error(tiny_catalog):
+    with pytest.raises(GenerationError, match=r"agent type '.*', complexity '.*' .* cannot produce .* distinct inputs"):
+        _base(tiny_catalog, 3_000_000)
+
+
+def test_augmentations_change_text_and_labels_consistently(tiny_catalog):
+    base = _base(tiny_catalog, 30)
+    res = _augment(tiny_catalog, base)
+    df = res.examples
+    assert validate_examples(df, tiny_catalog) == []
+    assert df["input"].n_unique() == df.height
+    originals = dict(base.select("group_id", "input").iter_rows())
+    orig_rows = {r["group_id"]: r for r in base.iter_rows(named=True)}
+    for row in df.filter(pl.col("augmentation") != "base").iter_rows(named=True):
+        assert row["input"] != originals[row["group_id"]]
+        src = orig_rows[row["group_id"]]
+        if row["augmentation"] == "complexity":
+            assert row["complexity"] != src["complexity"]
+            cx = tiny_catalog.complexities
+            assert abs(cx.index(row["complexity"]) - cx.index(src["complexity"])) == 1
+        elif row["augmentation"] == "domain":
+            assert row["domain"] != src["domain"]
+            assert row["complexity"] == src["complexity"]
+        else:
+            assert (row["domain"], row["complexity"]) == (src["domain"], src["complexity"])
+        assert row["agent_type"] == src["agent_type"]
+    # at least two paraphrases per example are produced by default
+    assert res.produced["paraphrase"] == 2 * base.height
+    kinds = set(df["augmentation"].unique())
+    assert kinds == {"base", "paraphrase", "complexity", "domain", "noise"}
+
+
+def test_quality_tiers(tiny_catalog):
+    df = _augment(tiny_catalog, _base(tiny_catalog, 30)).examples
+    tiers = {"base": (0.80, 0.96), "paraphrase": (0.85, 0.90), "complexity": (0.83, 0.88),
+             "domain": (0.80, 0.85), "noise": (0.80, 0.85)}
+    for kind, (lo, hi) in tiers.items():
+        q = df.filter(pl.col("augmentation") == kind)["quality_score"]
+        assert q.min() >= lo and q.max() <= hi, kind
+
+
+def test_duplicates_are_filtered_and_counted(tiny_catalog):
+    base = _base(tiny_catalog, 30)
+    doubled = pl.concat([base, base.with_columns(pl.col("group_id") + "-copy")])
+    res = _augment(tiny_catalog, doubled)
+    assert res.rejected.get("duplicate", 0) >= base.height
+    assert res.examples["input"].n_unique() == res.examples.height
+
+
+def test_grouped_stratified_split(tiny_catalog):
+    df = _augment(tiny_catalog, _base(tiny_catalog, 150)).examples
+    ratios = SplitRatios()
+    out = assign_splits(df, ratios, np.random.default_rng(3))
+    rep = split_report(out, ratios)
+    assert rep["leaked_groups"] == 0
+    assert out.group_by("group_id").agg(pl.col("split").n_unique())["split"].max() == 1
+    # 50 groups per stratum -> whole-group rounding stays within 2 points
+    assert rep["max_stratum_deviation_groups"] <= 0.02
+    total = sum(rep["rows_per_split"].values())
+    assert abs(rep["rows_per_split"]["train"] / total - 0.70) < 0.03
+    again = assign_splits(df, ratios, np.random.default_rng(3))
+    assert out.equals(again)
+
+
+def test_bad_ratios_rejected():
+    with pytest.raises(ValueError, match="sum to 1"):
+        SplitRatios(0.8, 0.15, 0.15).as_array()
