@@ -98,7 +98,8 @@ def test_bad_template_names_file_line_and_id(tiny_catalog_dir, changes, message)
 
 def test_duplicate_id_is_rejected(tiny_catalog_dir):
     path = _edit(tiny_catalog_dir, "coder", 2, id="coder-000")
-    with pytest.raises(CatalogError, match=r"template 'coder-000': duplicate template id \(first defined at .*coder\.yaml:\d+\)") as err:
+    expected = r"template 'coder-000': duplicate template id \(first defined at .*coder\.yaml:\d+\)"
+    with pytest.raises(CatalogError, match=expected) as err:
         load_catalog(tiny_catalog_dir)
     assert str(path) in str(err.value)
 

@@ -82,6 +82,11 @@ def load_augment_data(path: Path | str = CATALOG_DIR / "augment.yaml", complexit
     return data
 
 
+def _out(df: pl.DataFrame) -> pl.DataFrame:
+    """Working columns, plus the base-row index `_g` when the caller attached one."""
+    return df.select([*WORKING_SCHEMA, *(["_g"] if "_g" in df.columns else [])])
+
+
 def _tier_quality(template_quality: pl.Expr, tier: tuple[float, float]) -> pl.Expr:
     lo, hi = tier
     frac = ((template_quality - 0.90) / 0.06).clip(0.0, 1.0)
@@ -127,18 +132,12 @@ def paraphrase(base: pl.DataFrame, data: AugmentData, copies: int, rng: np.rando
     verbs = "|".join(sorted({v for v in data.imperative_verbs}, key=len, reverse=True))
     imperative = pl.col("input").str.contains(rf"(?i)^(?:{verbs})\b") & ~pl.col("input").str.ends_with("?")
     padded = pl.concat_str(pl.lit(" "), pl.col("input"), pl.lit(" "))
+    base = base.with_columns(imperative.alias("_imp"))
+    imp = [f.split("<request>") for f in data.imperative_frames]
+    neu = [f.split("<request>") for f in data.neutral_frames]
     parts = []
     for k in range(copies):
         variant = (v0 + k) % n_var
-        syn = pl.lit(None, dtype=pl.String)
-        chain = None
-        for v in range(n_var):
-            expr = _synonym_pass(padded, data.synonyms, v, k)
-            chain = (pl.when(pl.col("_variant") == v).then(expr) if chain is None
-                     else chain.when(pl.col("_variant") == v).then(expr))
-        syn = chain.otherwise(padded).str.strip_chars(" ")
-        imp = [f.split("<request>") for f in data.imperative_frames]
-        neu = [f.split("<request>") for f in data.neutral_frames]
         fi = (f_imp0 + k) % len(imp)
         fn = (f_neu0 + k) % len(neu)
         frame_df = pl.DataFrame(
@@ -151,7 +150,17 @@ def paraphrase(base: pl.DataFrame, data: AugmentData, copies: int, rng: np.rando
                 "_frame": use_frame[k] < 0.7,
             }
         )
-        df = base.hstack(frame_df).with_columns(syn.alias("_syn"), imperative.alias("_imp"))
+        full = base.hstack(frame_df)
+        # each row gets one synonym variant: process the rows of each variant separately (row order is restored
+        # downstream by the (group, kind, position) sort, so no reordering is needed here)
+        df = pl.concat(
+            [
+                full.filter(pl.col("_variant") == v).with_columns(
+                    _synonym_pass(padded, data.synonyms, v, k).str.strip_chars(" ").alias("_syn")
+                )
+                for v in range(n_var)
+            ]
+        )
         core = _lower_first(pl.col("_syn"))
         core_nopunct = core.str.replace(r"[.!]+$", "")
         framed = (
@@ -174,7 +183,7 @@ def paraphrase(base: pl.DataFrame, data: AugmentData, copies: int, rng: np.rando
             )
         )
     out = pl.concat(parts)
-    return out.with_columns(pl.col("_q").alias("quality_score")).select(list(WORKING_SCHEMA))
+    return _out(out.with_columns(pl.col("_q").alias("quality_score")))
 
 
 def vary_complexity(
@@ -229,7 +238,7 @@ def vary_complexity(
         )
         df = df.drop("expected_model").join(routing, on=["output_agent", "complexity"], how="left",
                                             maintain_order="left")
-        parts.append(df.select(list(WORKING_SCHEMA)))
+        parts.append(_out(df))
     return pl.concat(parts)
 
 
@@ -264,7 +273,7 @@ def transfer_domain(
             _tier_quality(pl.col("quality_score"), data.quality_tiers["domain"]).alias("quality_score"),
             *[pl.Series(c, new_slots[:, i].astype(np.uint32)) for i, c in enumerate(SLOT_COLUMNS)],
         )
-        parts.append(df.select(list(WORKING_SCHEMA)))
+        parts.append(_out(df))
     return pl.concat(parts)
 
 
@@ -318,7 +327,7 @@ def add_noise(base: pl.DataFrame, data: AugmentData, copies: int, rng: np.random
             pl.lit("noise").alias("augmentation"),
             _tier_quality(pl.col("quality_score"), data.quality_tiers["noise"]).alias("quality_score"),
         )
-        parts.append(df.select(list(WORKING_SCHEMA)))
+        parts.append(_out(df))
     return pl.concat(parts)
 
 
@@ -344,8 +353,9 @@ def augment_examples(
         schema=["output_agent", "complexity", "expected_model"],
         orient="row",
     )
+    base = base.select(list(WORKING_SCHEMA)).with_row_index("_g")
     parts = {
-        "base": base.select(list(WORKING_SCHEMA)),
+        "base": base,
         "paraphrase": paraphrase(base, data, settings.paraphrases_per_example, rng),
         "complexity": vary_complexity(base, data, catalog.complexities, routing, settings.complexity_variations, rng),
         "domain": transfer_domain(base, ct, data, settings.domain_transfers, rng),
@@ -354,27 +364,28 @@ def augment_examples(
     produced = {k: v.height for k, v in parts.items()}
     order = {k: i for i, k in enumerate(AUGMENTATION_KINDS)}
     allrows = pl.concat(
-        [v.with_columns(pl.lit(order[k], dtype=pl.Int8).alias("_kind")) for k, v in parts.items()]
+        [_out(v).with_columns(pl.lit(order[k], dtype=pl.Int8).alias("_kind")) for k, v in parts.items()]
     ).with_row_index("_pos")
-    originals = base.select("group_id", pl.col("input").alias("_orig"))
-    allrows = allrows.join(originals, on="group_id", how="left", maintain_order="left")
+    allrows = allrows.with_columns(base["input"].gather(allrows["_g"]).alias("_orig"))
     stripped = pl.col("input").str.strip_chars()
+    allrows = allrows.with_columns(stripped.alias("input"))
     reason = (
-        pl.when(stripped.str.len_chars() == 0).then(pl.lit("empty"))
+        pl.when(pl.col("input").str.len_chars() == 0).then(pl.lit("empty"))
         .when(pl.col("input").str.contains(UNFILLED_RE) | pl.col("context").str.contains(UNFILLED_RE))
         .then(pl.lit("unfilled_slot"))
         .when((pl.col("_kind") > 0) & (pl.col("input") == pl.col("_orig"))).then(pl.lit("unchanged"))
         .when(~pl.col("input").is_first_distinct()).then(pl.lit("duplicate"))
         .otherwise(pl.lit(None, dtype=pl.String))
     )
-    allrows = allrows.with_columns(stripped.alias("input"), pl.col("context").str.strip_chars())
     allrows = allrows.with_columns(reason.alias("_reject"))
     rejected = {
         r: c for r, c in allrows.filter(pl.col("_reject").is_not_null()).group_by("_reject").len().sort("_reject").iter_rows()
     }
     good = allrows.filter(pl.col("_reject").is_null())
     kept_counts = dict(good.group_by("augmentation").len().iter_rows())
-    good = good.sort(["group_id", "_kind", "_pos"]).select(list(WORKING_SCHEMA))
+    # Row order is the concatenation order (all base rows, then each augmentation kind), deterministic by seed;
+    # regrouping by base row would cost a 1M-row gather for no downstream benefit (splits work on group_id).
+    good = good.select(list(WORKING_SCHEMA))
     log.info("augmented %d base rows to %d (rejected %s)", base.height, good.height, rejected)
     return AugmentResult(
         examples=good,

@@ -188,32 +188,34 @@ def build_frame(
     """Assemble a working frame (EXAMPLE_SCHEMA + slot columns) for rendered rows."""
     cat = ct.catalog
     inputs, contexts = texts if texts is not None else render(ct, tmpl, dom, slots)
-    agent_types = np.array(cat.agent_types)[ct.agent_idx[tmpl]]
-    categories = np.array([cat.category_of(a) for a in cat.agent_types])[ct.agent_idx[tmpl]]
-    complexities = np.array(cat.complexities)[complexity_idx]
-    model_table = np.array([[cat.model_for(c, cx) for cx in cat.complexities] for c in cat.categories])
     cat_pos = {c: i for i, c in enumerate(cat.categories)}
-    agent_cat_idx = np.array([cat_pos[cat.category_of(a)] for a in cat.agent_types])[ct.agent_idx[tmpl]]
-    tags_by_t = pl.Series("tags", ct.tags, dtype=pl.List(pl.String))
+    agent_idx = ct.agent_idx[tmpl]
+    agent_cat_idx = np.array([cat_pos[cat.category_of(a)] for a in cat.agent_types])[agent_idx]
+    model_table = [cat.model_for(c, cx) for c in cat.categories for cx in cat.complexities]
+    n_cx = len(cat.complexities)
+
+    def pick(values: list[str], idx: np.ndarray) -> pl.Series:
+        return pl.Series(values, dtype=pl.String).gather(idx)
+
     frame = pl.DataFrame(
         {
             "input": inputs,
             "context": contexts,
-            "output_agent": categories,
-            "category": np.array([category_label(c) for c in cat.categories])[agent_cat_idx],
-            "complexity": complexities,
-            "domain": np.array(cat.domains)[dom],
-            "expected_model": model_table[agent_cat_idx, complexity_idx],
+            "output_agent": pick(cat.categories, agent_cat_idx),
+            "category": pick([category_label(c) for c in cat.categories], agent_cat_idx),
+            "complexity": pick(cat.complexities, complexity_idx),
+            "domain": pick(cat.domains, dom),
+            "expected_model": pick(model_table, agent_cat_idx * n_cx + complexity_idx),
             "quality_score": np.round(quality, 3),
-            "tags": tags_by_t.gather(tmpl),
-            "agent_type": agent_types,
-            "template_id": ct.ids[tmpl],
-            "augmentation": pl.Series([augmentation], dtype=pl.String).gather(np.zeros(len(tmpl), dtype=np.int64)),
+            "tags": pl.Series("tags", ct.tags, dtype=pl.List(pl.String)).gather(tmpl),
+            "agent_type": pick(cat.agent_types, agent_idx),
+            "template_id": pick(ct.ids.tolist(), tmpl),
+            "augmentation": pick([augmentation], np.zeros(len(tmpl), dtype=np.int64)),
             "group_id": group_id,
         }
         | {c: slots[:, i].astype(np.uint32) for i, c in enumerate(SLOT_COLUMNS)}
     )
-    return frame.cast(WORKING_SCHEMA).select(list(WORKING_SCHEMA))
+    return frame.select(list(WORKING_SCHEMA))
 
 
 def _allocate(total: int, parts: int, rng: np.random.Generator) -> np.ndarray:
@@ -221,6 +223,34 @@ def _allocate(total: int, parts: int, rng: np.random.Generator) -> np.ndarray:
     base = np.full(parts, total // parts, dtype=np.int64)
     base[rng.permutation(parts)[: total % parts]] += 1
     return base
+
+
+def _input_radices(ct: CompiledTemplates) -> np.ndarray:
+    """(T, MAX_SLOTS) radix per slot for the exact input key: the slot's size if the input uses it, else 1."""
+    d = ct.domain_idx
+    sizes = ct.slot_size[np.arange(ct.n_templates), :, d]
+    used = np.zeros_like(sizes, dtype=bool)
+    for t in range(ct.n_templates):
+        refs = ct.input_refs[t]
+        used[t, refs[refs >= 0]] = True
+    return np.where(used, sizes, 1)
+
+
+def _input_keys(tmpl: np.ndarray, slots: np.ndarray, radices: np.ndarray) -> np.ndarray:
+    """Exact int64 key of (template, input slot values); collisions are impossible below 2**42 fillings/template."""
+    r = radices[tmpl]
+    code = np.zeros(len(tmpl), dtype=np.int64)
+    for j in range(r.shape[1]):
+        code = code * r[:, j] + np.where(r[:, j] > 1, slots[:, j], 0)
+    return tmpl.astype(np.int64) * (1 << 42) + (code % (1 << 42))
+
+
+def _stratum_ids(ct: CompiledTemplates, tmpl: np.ndarray, stratum_of: dict[tuple[int, int], int]) -> np.ndarray:
+    n_cx = int(ct.complexity_idx.max()) + 1
+    lut = np.full((int(ct.agent_idx.max()) + 1) * n_cx, -1, dtype=np.int64)
+    for (a, c), i in stratum_of.items():
+        lut[a * n_cx + c] = i
+    return lut[ct.agent_idx[tmpl] * n_cx + ct.complexity_idx[tmpl]]
 
 
 def _raise_exhausted(cat: Catalog, key: tuple[int, int], pool: np.ndarray, space: np.ndarray, quota: int,
@@ -256,67 +286,105 @@ def generate_base_examples(
             strata_templates[(a, c)] = np.flatnonzero((ct.agent_idx == a) & (ct.complexity_idx == c))
     space = template_space(ct)
 
-    for k, q in quotas.items():
-        pool = strata_templates[k]
-        if q > space[pool].sum():
-            _raise_exhausted(cat, k, pool, space, q, q)
-    kept: list[pl.DataFrame] = []
+    # Very large requests can exceed a stratum's distinct inputs; its surplus moves to the agent's other
+    # complexities (fill at most half of a stratum's space, so draws stay cheap), keeping agent types balanced.
+    for a in range(len(cat.agent_types)):
+        keys = [k for k in quotas if k[0] == a]
+        cap = {k: int(space[strata_templates[k]].sum() * 0.5) for k in keys}
+        surplus = sum(max(0, quotas[k] - cap[k]) for k in keys)
+        for k in keys:
+            quotas[k] = min(quotas[k], cap[k])
+        while surplus > 0:
+            room = [k for k in keys if quotas[k] < cap[k]]
+            if not room:
+                k = keys[0]
+                _raise_exhausted(cat, k, strata_templates[k], space, quotas[k] + surplus, surplus)
+            share = max(1, surplus // len(room))
+            for k in room:
+                add = min(share, cap[k] - quotas[k], surplus)
+                quotas[k] += add
+                surplus -= add
+    # Integer phase: draw (template, slot values), dedupe by an exact key of the input's slot values, keep each
+    # stratum's quota; inputs are rendered once per accepted candidate to catch identical texts across templates.
+    radix_used = _input_radices(ct)
+    used = np.zeros(ct.n_templates, dtype=np.int64)
     have = {k: 0 for k in quotas}
-    seen: pl.Series = pl.Series("input", [], dtype=pl.String)
+    seen_keys = np.empty(0, dtype=np.int64)
+    seen_text = pl.Series("input", [], dtype=pl.String)
+    kept_t: list[np.ndarray] = []
+    kept_s: list[np.ndarray] = []
+    kept_in: list[pl.Series] = []
+    strata = list(quotas)
+    stratum_of = {k: i for i, k in enumerate(strata)}
     for round_no in range(max_rounds):
         want = {k: q - have[k] for k, q in quotas.items() if q > have[k]}
         if not want:
             break
-        factor = 1.05 if round_no == 0 else 1.5 + round_no
+        factor = 1.03 if round_no == 0 else 1.5 + round_no
         tmpl_parts = []
         for k, w in want.items():
             pool = strata_templates[k]
+            remaining = np.maximum(space[pool] - used[pool], 0.0)
+            cap = max(1.0, 2.0 * quotas[k] / len(pool))
+            weight = np.minimum(remaining, cap)
+            if weight.sum() <= 0:
+                continue
             draw = int(np.ceil(w * factor)) + 1
-            order = rng.permutation(pool)
-            reps = int(np.ceil(draw / len(order)))
-            tmpl_parts.append(np.tile(order, reps)[:draw])
+            tmpl_parts.append(rng.choice(pool, size=draw, p=weight / weight.sum()))
+        if not tmpl_parts:
+            break
         tmpl = np.concatenate(tmpl_parts)
         dom = ct.domain_idx[tmpl]
         slots = draw_slots(ct, tmpl, dom, rng)
-        frame = build_frame(
-            ct, tmpl, dom, slots, ct.complexity_idx[tmpl], ct.quality[tmpl], "base",
-            pl.Series("group_id", [""] * len(tmpl), dtype=pl.String),
-        )
-        frame = frame.filter(frame["input"].is_first_distinct() & ~frame["input"].is_in(seen.implode()))
-        frame = frame.with_columns(
-            pl.col("agent_type").cum_count().over("agent_type", "complexity").alias("_rank")
-        )
-        quota_frame = pl.DataFrame(
-            {
-                "agent_type": [cat.agent_types[a] for a, _ in want],
-                "complexity": [cat.complexities[c] for _, c in want],
-                "_need": [w for w in want.values()],
-            }
-        )
-        frame = frame.join(quota_frame, on=["agent_type", "complexity"], how="inner", maintain_order="left")
-        frame = frame.filter(pl.col("_rank") <= pl.col("_need")).drop("_rank", "_need")
-        counts = frame.group_by(["agent_type", "complexity"]).len()
-        for a_name, c_name, cnt in counts.iter_rows():
-            have[(cat.agent_types.index(a_name), cat.complexities.index(c_name))] += cnt
-        seen = pl.concat([seen, frame["input"]])
-        kept.append(frame)
+        keys = _input_keys(tmpl, slots, radix_used)
+        _, first = np.unique(keys, return_index=True)
+        fresh = np.zeros(len(keys), dtype=bool)
+        fresh[first] = True
+        fresh &= ~np.isin(keys, seen_keys)
+        tmpl, slots, keys, dom = tmpl[fresh], slots[fresh], keys[fresh], dom[fresh]
+        texts = _render(ct, tmpl, dom, slots, ct.input_lits, ct.input_refs)
+        ok = (texts.is_first_distinct() & ~texts.is_in(seen_text.implode())).to_numpy()
+        sid = _stratum_ids(ct, tmpl, stratum_of)
+        need = np.array([want.get(k, 0) for k in strata], dtype=np.int64)
+        sid_ok = np.where(ok, sid, -1)
+        order = np.argsort(sid_ok, kind="stable")
+        sorted_sid = sid_ok[order]
+        starts = np.searchsorted(sorted_sid, sorted_sid, side="left")
+        rank = np.empty(len(order), dtype=np.int64)
+        rank[order] = np.arange(len(order)) - starts
+        keep = ok & (rank < need[np.maximum(sid, 0)])
+        idx = np.flatnonzero(keep)
+        kept_t.append(tmpl[idx])
+        kept_s.append(slots[idx])
+        kept_in.append(texts.gather(idx))
+        seen_keys = np.concatenate([seen_keys, keys[idx]])
+        seen_text = pl.concat([seen_text, kept_in[-1]])
+        np.add.at(used, tmpl[idx], 1)
+        for k_i, cnt in zip(*np.unique(sid[idx], return_counts=True), strict=True):
+            have[strata[int(k_i)]] += int(cnt)
     short = {k: quotas[k] - have[k] for k in quotas if have[k] < quotas[k]}
     if short:
         k, missing = next(iter(short.items()))
         _raise_exhausted(cat, k, strata_templates[k], space, quotas[k], missing)
-    out = pl.concat(kept)
+    tmpl = np.concatenate(kept_t)
+    slots = np.concatenate(kept_s)
+    inputs = pl.concat(kept_in)
     # stable, seed-independent order: agent type, complexity, then draw order
-    agent_order = pl.DataFrame({"agent_type": cat.agent_types, "_a": list(range(len(cat.agent_types)))})
-    out = (
-        out.with_row_index("_draw")
-        .join(agent_order, on="agent_type", maintain_order="left")
-        .with_columns(pl.col("complexity").replace_strict(
-            {c: i for i, c in enumerate(cat.complexities)}, return_dtype=pl.Int64).alias("_c"))
-        .sort(["_a", "_c", "_draw"])
-        .drop("_draw", "_a", "_c")
+    order = np.lexsort((np.arange(len(tmpl)), ct.complexity_idx[tmpl], ct.agent_idx[tmpl]))
+    tmpl, slots, inputs = tmpl[order], slots[order], inputs.gather(order)
+    dom = ct.domain_idx[tmpl]
+    contexts = _render(ct, tmpl, dom, slots, ct.context_lits, ct.context_refs)
+    agent_idx = ct.agent_idx[tmpl]
+    counters = np.arange(len(tmpl)) - np.searchsorted(agent_idx, agent_idx, side="left")
+    group_id = pl.format(
+        "{}-{}",
+        pl.Series(cat.agent_types, dtype=pl.String).gather(agent_idx),
+        pl.Series(counters).cast(pl.String).str.zfill(6),
     )
-    group = pl.format("{}-{}", pl.col("agent_type"), pl.int_range(pl.len()).over("agent_type").cast(pl.String).str.zfill(6))
-    out = out.with_columns(group.alias("group_id"))
+    out = build_frame(
+        ct, tmpl, dom, slots, ct.complexity_idx[tmpl], ct.quality[tmpl], "base",
+        pl.select(group_id).to_series().alias("group_id"), texts=(inputs, contexts),
+    )
     log.info("generated %d base examples from %d templates", out.height, ct.n_templates)
     return out.select(list(WORKING_SCHEMA))
 

@@ -1,0 +1,44 @@
+"""The real `dagster asset materialize` command in a subprocess, as a user's CI runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .conftest import REPO_ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def test_dagster_cli_materializes_dataset_chain(tmp_path: Path):
+    data = tmp_path / "data"
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump({"ops": {
+        "base_examples": {"config": {"examples_per_agent": 21, "seed": 3}},
+        "dataset_splits": {"config": {"seed": 3}},
+    }}))
+    env = os.environ | {"DAGSTER_HOME": str(home), "RUVTRAIN_DATA_DIR": str(data), "HF_HUB_OFFLINE": "1"}
+    dagster = Path(sys.executable).parent / "dagster"
+    proc = subprocess.run(
+        [str(dagster), "asset", "materialize", "-m", "ruvtrain_pipeline.definitions", "--select", "*", "-c", str(config)],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "RUN_SUCCESS" in proc.stderr + proc.stdout
+    stats = json.loads((data / "dataset_splits" / "stats.json").read_text())
+    assert stats["by_agent_type"].keys() >= {"coder", "security-architect", "api-docs"}
+    base = (data / "base_examples" / "examples.jsonl").read_text().splitlines()
+    assert len(base) == 21 * 13
+    assert all("{" not in json.loads(line)["input"] for line in base)
+    for split in ("train", "validation", "test"):
+        assert (data / "dataset_splits" / f"{split}.jsonl").stat().st_size > 0
+    # the run is recorded in the persistent instance the UI reads
+    assert (home / "history").exists() or (home / "storage").exists()
