@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 from ruvtrain_pipeline.core.catalog import CATALOG_DIR, load_catalog  # noqa: E402
 

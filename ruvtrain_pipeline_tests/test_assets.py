@@ -64,7 +64,7 @@ def test_full_dataset_chain_materializes_with_passing_checks(tiny_catalog_dir, t
     out = data / "dataset_splits"
     for name in ("full.jsonl", "train.jsonl", "validation.jsonl", "test.jsonl", "full.json", "stats.json",
                  "README.md", "data/train.parquet", "data/validation.parquet", "data/test.parquet",
-                 "triplets_train.jsonl", "split_report.json"):
+                 "triplets_train.jsonl", "triplets/train.parquet", "split_report.json"):
         assert (out / name).exists(), name
     first = json.loads((out / "train.jsonl").read_text().splitlines()[0])
     assert set(first) == {"input", "context", "output_agent", "metadata"}
@@ -83,6 +83,18 @@ def test_full_dataset_chain_materializes_with_passing_checks(tiny_catalog_dir, t
     assert trip_test <= groups["test"]
     card = (out / "README.md").read_text()
     assert card.startswith("---\n") and "path: data/train.parquet" in card
+    # Hugging Face `datasets` reads the Parquet export both ways the card promises
+    import datasets
+
+    cache = str(tmp_path / "hf_cache")
+    by_dir = datasets.load_dataset("parquet", data_dir=str(out / "data"), cache_dir=cache)
+    by_card = datasets.load_dataset(str(out), cache_dir=cache)
+    trip = datasets.load_dataset(str(out), name="triplets", cache_dir=cache)
+    for split in ("train", "validation", "test"):
+        assert by_dir[split].num_rows == by_card[split].num_rows == stats["by_split"][split]
+        assert trip[split].num_rows > 0
+    assert by_card["train"][0]["metadata"]["agent_type"] in {"coder", "tester", "planner", "reviewer", "debugger",
+        "refactorer", "optimizer", "devops", "researcher", "documenter", "api-docs", "security-architect", "architect"}
 
 
 def test_same_seed_byte_identical_other_seed_differs(tiny_catalog_dir, tmp_path):

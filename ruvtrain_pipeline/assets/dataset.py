@@ -324,11 +324,12 @@ def dataset_splits(context: AssetExecutionContext, config: SplitConfig, storage:
         "ratios": [config.train, config.validation, config.test],
     }
     with atomic_dir(out_dir) as tmp:
-        stats = write_split_exports(split_df, tmp, catalog, provenance)
+        stats = write_split_exports(split_df, tmp, catalog, provenance, with_triplets=True)
         for split in SPLITS:
             part = triplets.filter(pl.col("split") == split).select(list(TRIPLET_SCHEMA))
             part.write_ndjson(tmp / f"triplets_{split}.jsonl")
-            part.write_parquet(tmp / "data" / f"triplets_{split}.parquet", statistics=False)
+            (tmp / "triplets").mkdir(exist_ok=True)
+            part.write_parquet(tmp / "triplets" / f"{split}.parquet", statistics=False)
         (tmp / "split_report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     tol = deviation_tolerance(report["smallest_stratum_groups"])
     leak_problems = [f"{report['leaked_groups']} group(s) appear in more than one split"] if report["leaked_groups"] else []

@@ -33,7 +33,7 @@ def dataset_stats(df: pl.DataFrame) -> dict[str, Any]:
     return out
 
 
-def dataset_card(stats: dict[str, Any], catalog: Catalog, provenance: dict[str, Any]) -> str:
+def dataset_card(stats: dict[str, Any], catalog: Catalog, provenance: dict[str, Any], with_triplets: bool = False) -> str:
     header = [
         "---",
         "language: [en]",
@@ -46,6 +46,10 @@ def dataset_card(stats: dict[str, Any], catalog: Catalog, provenance: dict[str, 
     ]
     for split in SPLITS:
         header += [f"  - split: {split}", f"    path: data/{split}.parquet"]
+    if with_triplets:
+        header += ["- config_name: triplets", "  data_files:"]
+        for split in SPLITS:
+            header += [f"  - split: {split}", f"    path: triplets/{split}.parquet"]
     header.append("---")
     lines = header + [
         "",
@@ -68,11 +72,14 @@ def dataset_card(stats: dict[str, Any], catalog: Catalog, provenance: dict[str, 
     lines += ["- `metadata`: " + ", ".join(f"`{f}`" for f in EXAMPLE_SCHEMA if f not in ("input", "context", "output_agent"))]
     lines += ["", "## Provenance", "", "```json", json.dumps(provenance, indent=2, sort_keys=True), "```", ""]
     lines += ["Load with `datasets.load_dataset(\"parquet\", data_dir=\"<this folder>/data\")` or "
-              "`datasets.load_dataset(\"<this folder>\")`.", ""]
+              "`datasets.load_dataset(\"<this folder>\")`"
+              + (" (`name=\"triplets\"` for the training triplets)." if with_triplets else "."), ""]
     return "\n".join(lines)
 
 
-def write_split_exports(df: pl.DataFrame, out: Path, catalog: Catalog, provenance: dict[str, Any]) -> dict[str, Any]:
+def write_split_exports(
+    df: pl.DataFrame, out: Path, catalog: Catalog, provenance: dict[str, Any], with_triplets: bool = False
+) -> dict[str, Any]:
     """Write every export of the split set into `out`; returns the stats written to stats.json."""
     out = Path(out)
     (out / "data").mkdir(parents=True, exist_ok=True)
@@ -87,5 +94,5 @@ def write_split_exports(df: pl.DataFrame, out: Path, catalog: Catalog, provenanc
                                    encoding="utf-8")
     stats = dataset_stats(df)
     (out / "stats.json").write_text(json.dumps(stats, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    (out / "README.md").write_text(dataset_card(stats, catalog, provenance), encoding="utf-8")
+    (out / "README.md").write_text(dataset_card(stats, catalog, provenance, with_triplets), encoding="utf-8")
     return stats
