@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import os
 
-from dagster import Definitions, load_assets_from_modules
+from dagster import Definitions, EnvVar, load_assets_from_modules
 
 from .assets import dataset
 from .jobs import dataset_job, full_pipeline_job
-from .resources import PipelineStorage
+from .resources import AnthropicResource, BaseEncoder, PipelineStorage
 
 all_assets = load_assets_from_modules([dataset])
 
 defs = Definitions(
     assets=all_assets,
     jobs=[dataset_job, full_pipeline_job],
-    resources={"storage": PipelineStorage(data_dir=os.environ.get("RUVTRAIN_DATA_DIR", "data"))},
+    resources={
+        "storage": PipelineStorage(data_dir=os.environ.get("RUVTRAIN_DATA_DIR", "data")),
+        # EnvVar keeps the key out of the run config shown in the UI; without it the pipeline runs offline (mined)
+        "anthropic": AnthropicResource(
+            api_key=EnvVar("ANTHROPIC_API_KEY") if os.environ.get("ANTHROPIC_API_KEY") else None,
+            base_url=os.environ.get("RUVTRAIN_ANTHROPIC_BASE_URL") or None,
+        ),
+        "encoder": BaseEncoder(model_path=os.environ.get("RUVTRAIN_BASE_MODEL", "")),
+    },
 )

@@ -10,27 +10,31 @@ import pytest
 from dagster import AssetKey, DagsterInstance, materialize
 
 from ruvtrain_pipeline.definitions import all_assets, defs
-from ruvtrain_pipeline.resources import PipelineStorage
+from ruvtrain_pipeline.resources import AnthropicResource, BaseEncoder, PipelineStorage
 
 DATASET_ASSETS = ["seed_templates", "base_examples", "augmented_examples", "hard_negatives", "dataset_splits"]
 
 
-def run_config(catalog_dir: Path, per_agent: int = 12, seed: int = 42, min_templates: int = 3) -> dict:
+def run_config(catalog_dir: Path, per_agent: int = 12, seed: int = 42, min_templates: int = 3,
+               provider: str = "template") -> dict:
     return {
         "ops": {
             "seed_templates": {"config": {"catalog_dir": str(catalog_dir), "min_templates_per_agent": min_templates}},
             "base_examples": {"config": {"examples_per_agent": per_agent, "seed": seed}},
             "augmented_examples": {"config": {"seed": seed}},
-            "hard_negatives": {"config": {"seed": seed}},
+            "hard_negatives": {"config": {"seed": seed, "provider": provider}},
             "dataset_splits": {"config": {"seed": seed}},
         }
     }
 
 
-def _materialize(data_dir: Path, config: dict, instance: DagsterInstance | None = None, raise_on_error=True):
+def _materialize(data_dir: Path, config: dict, instance: DagsterInstance | None = None, raise_on_error=True,
+                 anthropic: AnthropicResource | None = None, assets=None):
     return materialize(
-        all_assets,
-        resources={"storage": PipelineStorage(data_dir=str(data_dir))},
+        assets or all_assets,
+        resources={"storage": PipelineStorage(data_dir=str(data_dir)),
+                   "anthropic": anthropic or AnthropicResource(api_key=None),
+                   "encoder": BaseEncoder()},
         run_config=config,
         instance=instance,
         raise_on_error=raise_on_error,
@@ -136,7 +140,7 @@ def test_downstream_without_upstream_says_what_to_do(tmp_path):
     from ruvtrain_pipeline.assets.dataset import base_examples
 
     result = materialize([base_examples], resources={"storage": PipelineStorage(data_dir=str(tmp_path))},
-                         raise_on_error=False)
+                         raise_on_error=False)  # only the resources base_examples needs
     assert not result.success
     msg = result.get_step_failure_events()[0].step_failure_data.error.to_string()
     assert "materialize 'seed_templates' first" in msg

@@ -4,6 +4,7 @@ dataset_splits. Each asset reads its upstream's materialized files, calls core, 
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -25,9 +26,9 @@ from ..core.dataset_files import dataset_stats, write_split_exports
 from ..core.io import atomic_dir, dir_digest
 from ..core.negatives import TRIPLET_SCHEMA, TripletSettings, template_triplets, triplet_report
 from ..core.schema import SPLITS, WORKING_SCHEMA, check_expected_models, validate_examples, write_jsonl
-from ..core.splits import SplitRatios, assign_splits, deviation_tolerance, split_report
+from ..core.splits import SplitRatios, assign_splits, deviation_tolerance, split_report, split_triplets
 from ..core.templates import compile_templates, generate_base_examples
-from ..resources import PipelineStorage
+from ..resources import AnthropicResource, BaseEncoder, PipelineStorage
 from ._meta import check, md_counts, md_preview
 
 GROUP = "dataset"
@@ -235,29 +236,118 @@ def augmented_examples(
 
 # ---------------------------------------------------------------- hard_negatives
 class HardNegativesConfig(Config):
-    provider: str = Field(default="template", description="template: negatives from the catalog's confusing pairs.")
+    provider: str = Field(
+        default="auto",
+        description="auto (claude when ANTHROPIC_API_KEY is set, else mined) | claude | mined | template",
+    )
     hard_negative_ratio: float = Field(default=0.48, ge=0.0, le=1.0)
     triplets_per_anchor: int = Field(default=1, ge=1)
+    claude_requests_per_pair: int = Field(default=1, ge=1)
+    claude_items_per_request: int = Field(default=20, ge=2)
+    claude_max_tokens: int = Field(default=4096, ge=256)
+    claude_use_batches: bool = Field(default=False, description="Message Batches API (half price, slower).")
+    claude_batch_poll_seconds: float = 10.0
+    peer_benchmark_dir: str = Field(
+        default="../shared/benchmarks/peer",
+        description="Peer test cases: Claude output that quotes them is rejected (skipped when absent).",
+    )
     seed: int = 42
+
+
+def _peer_shingles(path_str: str) -> tuple[set, str]:
+    from ..core.negatives.claude import shingles
+
+    path = Path(path_str)
+    files = sorted(path.glob("*.jsonl")) if path.is_dir() else []
+    if not files:
+        return set(), f"absent ({path})"
+    out: set = set()
+    for f in files:
+        for line in f.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                out |= shingles(json.loads(line).get("task", ""))
+    return out, f"{len(files)} file(s) at {path}"
 
 
 @asset(
     group_name=GROUP,
     deps=["augmented_examples"],
-    description="Training triplets (anchor, positive agent, negative agent) with hard negatives from the "
-    "confusing agent pairs.",
+    description="Training triplets (anchor, positive agent, negative agent) with ~48% hard negatives from the "
+    "confusing agent pairs: Claude-written (key set) or mined with the base encoder (offline default).",
     check_specs=[AssetCheckSpec("triplets_valid", asset="hard_negatives", blocking=True)],
 )
 def hard_negatives(
-    context: AssetExecutionContext, config: HardNegativesConfig, storage: PipelineStorage
+    context: AssetExecutionContext,
+    config: HardNegativesConfig,
+    storage: PipelineStorage,
+    anthropic: AnthropicResource,
+    encoder: BaseEncoder,
 ) -> MaterializeResult:
-    if config.provider != "template":
-        raise ValueError(f"hard_negatives.provider '{config.provider}' is not available; use 'template'")
+    if config.provider not in ("auto", "claude", "mined", "template"):
+        raise ValueError(f"hard_negatives.provider '{config.provider}' must be auto, claude, mined or template")
+    provider = config.provider
+    if provider == "auto":
+        provider = "claude" if anthropic.has_key() else "mined"
     catalog = _load_snapshot(storage)
     examples = _read_examples(storage, "augmented_examples")
     settings = TripletSettings(config.hard_negative_ratio, config.triplets_per_anchor)
-    triplets = template_triplets(examples, catalog, settings, _rng(config.seed, "hard_negatives"))
-    report = triplet_report(triplets, catalog, config.hard_negative_ratio)
+    rng = _rng(config.seed, "hard_negatives")
+    meta: dict = {"provider": provider, "provider_config": config.provider}
+    started = time.perf_counter()
+    if provider == "claude":
+        from ..core.negatives.claude import ClaudeSettings, ResponseCache, claude_triplets
+
+        peer, peer_note = _peer_shingles(config.peer_benchmark_dir)
+        claude_settings = ClaudeSettings(
+            model=anthropic.model, items_per_request=config.claude_items_per_request,
+            requests_per_pair=config.claude_requests_per_pair, max_tokens=config.claude_max_tokens,
+            use_batches=config.claude_use_batches, batch_poll_seconds=config.claude_batch_poll_seconds,
+        )
+        claude_df, stats = claude_triplets(
+            anthropic.client(), catalog, claude_settings, ResponseCache(anthropic.cache_dir),
+            examples["input"].to_list(), peer,
+        )
+        rest = template_triplets(examples, catalog, settings, rng, extra_hard=claude_df.height)
+        triplets = pl.concat([claude_df, rest])
+        st = stats.as_dict()
+        for name, reason_counts in (("claude_failures", st["failures"]), ("claude_rejects", st["rejects"])):
+            for reason, n in reason_counts.items():
+                context.log.warning("%s: %s = %d", name, reason, n)
+        meta |= {
+            "claude_model": anthropic.model,
+            "claude_requests_planned": st["requests_planned"],
+            "claude_requests_sent": st["requests_sent"],
+            "claude_cache_hits": st["cache_hits"],
+            "claude_input_tokens": st["input_tokens"],
+            "claude_output_tokens": st["output_tokens"],
+            "claude_cost_usd": st["cost_usd"],
+            "claude_accepted_items": st["accepted"],
+            "claude_batches": st["batch_ids"] and ", ".join(st["batch_ids"]) or "none",
+            "claude_failures_by_reason": md_counts(st["failures"] or {"none": 0}, "reason"),
+            "claude_rejects_by_reason": md_counts(st["rejects"] or {"none": 0}, "reason"),
+            "peer_benchmark": peer_note,
+        }
+        report_extra = {"claude": st}
+    elif provider == "mined":
+        from ..core.negatives.mined import mined_triplets
+
+        context.log.info("encoding %d anchors with %s", examples.height, encoder.resolved_path())
+        embeddings = encoder.encode(examples["input"].to_list())
+        triplets = mined_triplets(examples, embeddings, catalog, settings, rng)
+        hard = triplets.filter(pl.col("is_hard"))
+        meta |= {
+            "encoder": encoder.resolved_path(),
+            "mean_hard_similarity": round(float(hard["similarity"].mean() or 0.0), 4),
+            "mean_easy_similarity": round(float(triplets.filter(~pl.col("is_hard"))["similarity"].mean() or 0.0), 4),
+        }
+        report_extra = {}
+    else:
+        triplets = template_triplets(examples, catalog, settings, rng)
+        report_extra = {}
+    elapsed = time.perf_counter() - started
+    report = triplet_report(triplets, catalog, config.hard_negative_ratio) | report_extra
+    report["seconds"] = round(elapsed, 3)
+    report["seconds_per_1000_triplets"] = round(1000 * elapsed / max(triplets.height, 1), 4)
     out_dir = storage.asset_dir("hard_negatives")
     with atomic_dir(out_dir) as tmp:
         triplets.write_parquet(tmp / "triplets.parquet", statistics=False)
@@ -265,21 +355,26 @@ def hard_negatives(
         (tmp / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     problems = []
     if abs(report["hard_ratio"] - config.hard_negative_ratio) > 0.05:
-        problems.append(f"hard-negative ratio {report['hard_ratio']:.3f} not within 0.05 of {config.hard_negative_ratio}")
+        problems.append(
+            f"hard-negative ratio {report['hard_ratio']:.3f} not within 0.05 of {config.hard_negative_ratio}")
     if report["unknown_labels"]:
         problems.append(f"{report['unknown_labels']} triplet(s) with an unknown agent type")
     if report["positive_equals_negative"]:
         problems.append(f"{report['positive_equals_negative']} triplet(s) with positive == negative")
-    context.log.info("hard_negatives: %d triplets, hard ratio %.3f", triplets.height, report["hard_ratio"])
+    context.log.info("hard_negatives (%s): %d triplets, hard ratio %.3f in %.1fs", provider, triplets.height,
+                     report["hard_ratio"], elapsed)
     return MaterializeResult(
         metadata={
             "dagster/row_count": triplets.height,
-            "provider": config.provider,
+            **meta,
             "hard_ratio": report["hard_ratio"],
             "target_ratio": config.hard_negative_ratio,
+            "seconds_per_1000_triplets": report["seconds_per_1000_triplets"],
             "triplets_per_pair": md_counts(report["triplets_per_pair"], "pair"),
+            "triplets_per_source": md_counts(report["triplets_per_source"], "source"),
             "path": MetadataValue.path(str(out_dir / "triplets.jsonl")),
-            "preview": md_preview(triplets, ["anchor", "positive", "negative", "is_hard", "pair"]),
+            "preview": md_preview(triplets.filter(pl.col("is_hard")), ["anchor", "positive", "negative", "pair",
+                                                                         "source"]),
         },
         check_results=[check("triplets_valid", problems, hard_ratio=report["hard_ratio"])],
         data_version=DataVersion(dir_digest(out_dir)),
@@ -313,7 +408,7 @@ def dataset_splits(context: AssetExecutionContext, config: SplitConfig, storage:
     split_df = assign_splits(examples, ratios, _rng(config.seed, "dataset_splits"))
     report = split_report(split_df, ratios)
     group_split = split_df.select("group_id", "split").unique("group_id", keep="first")
-    triplets = triplets.join(group_split, on="group_id", how="left", maintain_order="left")
+    triplets, triplet_info = split_triplets(triplets, group_split, ratios, _rng(config.seed, "triplet_splits"))
     orphan_triplets = int(triplets["split"].null_count())
     out_dir = storage.asset_dir("dataset_splits")
     provenance = {
@@ -343,6 +438,7 @@ def dataset_splits(context: AssetExecutionContext, config: SplitConfig, storage:
             "dagster/row_count": split_df.height,
             "rows_per_split": md_counts(report["rows_per_split"], "split"),
             "triplets_per_split": md_counts(dict(triplets.group_by("split").len().sort("split").iter_rows()), "split"),
+            **{k: v for k, v in triplet_info.items()},
             "max_stratum_deviation_groups": dev,
             "max_stratum_deviation_rows": report["max_stratum_deviation_rows"],
             "by_agent_type": md_counts(stats["by_agent_type"], "agent_type"),

@@ -103,3 +103,33 @@ def deviation_tolerance(smallest_stratum_groups: int, points: float = 0.02) -> f
     if smallest_stratum_groups <= 0:
         return points
     return max(points, 1.0 / smallest_stratum_groups)
+
+
+def split_triplets(
+    triplets: pl.DataFrame, group_split: pl.DataFrame, ratios: SplitRatios, rng: np.random.Generator
+) -> tuple[pl.DataFrame, dict[str, int]]:
+    """Give every triplet its anchor group's split; Claude-written anchors (groups of their own) are split per pair
+    with the same ratios; example texts that belong to another split are dropped (the label stays)."""
+    out = triplets.join(group_split, on="group_id", how="left", maintain_order="left")
+    new_groups = out.filter(pl.col("split").is_null() & (pl.col("source") == "claude")).select("group_id", "pair")
+    if new_groups.height:
+        r = ratios.as_array()
+        parts = []
+        for pair in sorted(new_groups["pair"].unique().to_list()):
+            g = new_groups.filter(pl.col("pair") == pair).unique("group_id").sort("group_id")
+            labels = np.repeat(np.array(SPLITS), _largest_remainder(g.height, r))
+            parts.append(pl.DataFrame({"group_id": g["group_id"].gather(rng.permutation(g.height)), "_s": labels}))
+        extra = pl.concat(parts)
+        out = out.join(extra, on="group_id", how="left", maintain_order="left").with_columns(
+            pl.coalesce("split", "_s").alias("split")).drop("_s")
+    info = {"claude_groups_split": int(new_groups["group_id"].n_unique()) if new_groups.height else 0}
+    for side in ("positive", "negative"):
+        other = group_split.rename({"group_id": f"{side}_group_id", "split": f"_{side}_split"})
+        out = out.join(other, on=f"{side}_group_id", how="left", maintain_order="left")
+        crossing = pl.col(f"{side}_text").is_not_null() & (pl.col(f"_{side}_split") != pl.col("split")).fill_null(True)
+        info[f"{side}_texts_dropped_cross_split"] = int(out.select(crossing.sum()).item())
+        out = out.with_columns(
+            pl.when(crossing).then(None).otherwise(pl.col(f"{side}_text")).alias(f"{side}_text"),
+            pl.when(crossing).then(None).otherwise(pl.col(f"{side}_group_id")).alias(f"{side}_group_id"),
+        ).drop(f"_{side}_split")
+    return out, info

@@ -1,6 +1,11 @@
-"""Triplets from the catalog's confusing pairs (the `template` source): each anchor gets its gold agent as the
-positive and, with the configured probability, a confusing partner agent as a hard negative (otherwise a random
-other agent). Later providers (Claude, encoder mining) add rows in the same schema."""
+"""Triplet records and the label-level builders shared by every provider.
+
+A triplet is (anchor request, positive agent, negative agent). `is_hard` marks a negative drawn from the anchor
+agent's confusing partners (catalog/agents.yaml). Providers: `template` (partners chosen at random), `mined`
+(partner whose examples are nearest in the base encoder's space, see mined.py) and `claude` (new anchors written by
+Claude for a pair, see claude.py). Optional example texts (`positive_text`, `negative_text`) carry their group ids so
+the split stage can drop any text that would cross from one split into another.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +25,11 @@ TRIPLET_SCHEMA: dict[str, pl.DataType] = {
     "source": pl.String(),
     "pair": pl.String(),
     "group_id": pl.String(),
+    "positive_text": pl.String(),
+    "positive_group_id": pl.String(),
+    "negative_text": pl.String(),
+    "negative_group_id": pl.String(),
+    "similarity": pl.Float32(),
 }
 
 
@@ -41,58 +51,109 @@ def pair_name(a: str, b: str) -> str:
     return "|".join(sorted((a, b)))
 
 
+def partner_matrix(catalog: Catalog) -> np.ndarray:
+    idx = {a: i for i, a in enumerate(catalog.agent_types)}
+    mat = np.zeros((len(idx), len(idx)), dtype=bool)
+    for a, b in catalog.confusing_pairs:
+        mat[idx[a], idx[b]] = mat[idx[b], idx[a]] = True
+    return mat
+
+
+def hard_probability(has_partner: np.ndarray, target: float, extra_hard: int = 0) -> float:
+    """Probability of a hard negative for anchors with partners so the overall share lands on `target`.
+
+    Agent types without confusing partners only get random negatives, and `extra_hard` already-hard rows (e.g.
+    Claude's) count toward the target, so the eligible anchors get whatever share is left.
+    """
+    n = len(has_partner) + extra_hard
+    eligible = int(has_partner.sum())
+    if eligible == 0:
+        return 0.0
+    return float(np.clip((target * n - extra_hard) / eligible, 0.0, 1.0))
+
+
+def agent_indices(examples: pl.DataFrame, catalog: Catalog) -> np.ndarray:
+    idx = {a: i for i, a in enumerate(catalog.agent_types)}
+    return examples["agent_type"].replace_strict(idx, return_dtype=pl.Int64).to_numpy()
+
+
+def draw_negatives(
+    pos: np.ndarray, hard: np.ndarray, partners: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """Negative agent per anchor: a random partner when hard, else a random non-partner other agent."""
+    n_agents = partners.shape[0]
+    neg = np.empty(len(pos), dtype=np.int64)
+    u = rng.random(len(pos))
+    for a in range(n_agents):
+        rows = pos == a
+        if not rows.any():
+            continue
+        hard_choices = np.flatnonzero(partners[a])
+        easy_choices = np.flatnonzero(~partners[a] & (np.arange(n_agents) != a))
+        h = rows & hard
+        e = rows & ~hard
+        if h.any():
+            neg[h] = hard_choices[np.floor(u[h] * len(hard_choices)).astype(np.int64)]
+        if e.any():
+            neg[e] = easy_choices[np.floor(u[e] * len(easy_choices)).astype(np.int64)]
+    return neg
+
+
+def random_example_of(
+    agent: np.ndarray, pos_of_rows: np.ndarray, rng: np.random.Generator, exclude_row: np.ndarray | None = None
+) -> np.ndarray:
+    """For each requested agent, the row index of a random example of that agent (not `exclude_row` when given)."""
+    out = np.full(len(agent), -1, dtype=np.int64)
+    by_agent = {int(a): np.flatnonzero(pos_of_rows == a) for a in np.unique(agent)}
+    u = rng.random(len(agent))
+    for a, rows in by_agent.items():
+        mask = agent == a
+        if len(rows) == 0 or not mask.any():
+            continue
+        pick = rows[np.floor(u[mask] * len(rows)).astype(np.int64)]
+        if exclude_row is not None and len(rows) > 1:
+            clash = pick == exclude_row[mask]
+            pick[clash] = rows[(np.searchsorted(rows, pick[clash]) + 1) % len(rows)]
+        out[mask] = pick
+    return out
+
+
+def empty_triplets() -> pl.DataFrame:
+    return pl.DataFrame(schema=TRIPLET_SCHEMA)
+
+
+def finish(frame: dict[str, object]) -> pl.DataFrame:
+    """Columns -> a frame with exactly TRIPLET_SCHEMA (missing optional columns null)."""
+    n = len(next(iter(frame.values())))  # type: ignore[arg-type]
+    cols = {}
+    for name, dtype in TRIPLET_SCHEMA.items():
+        value = frame.get(name)
+        cols[name] = pl.Series(name, value, dtype=dtype) if value is not None else pl.Series(name, [None] * n, dtype=dtype)
+    return pl.DataFrame(cols)
+
+
 def template_triplets(
-    examples: pl.DataFrame, catalog: Catalog, settings: TripletSettings, rng: np.random.Generator
+    examples: pl.DataFrame, catalog: Catalog, settings: TripletSettings, rng: np.random.Generator,
+    *, extra_hard: int = 0, source: str = "template",
 ) -> pl.DataFrame:
-    agents = catalog.agent_types
-    partners = confusing_partners(catalog)
-    idx = {a: i for i, a in enumerate(agents)}
-    pos = examples["agent_type"].replace_strict(idx, return_dtype=pl.Int64).to_numpy()
-    has_partner = np.array([bool(partners[a]) for a in agents])[pos]
-    eligible_share = float(has_partner.mean()) if len(pos) else 0.0
-    # agents without partners only get random negatives, so eligible anchors get a higher hard probability
-    p_hard = min(1.0, settings.hard_negative_ratio / eligible_share) if eligible_share else 0.0
-    n_agents = len(agents)
-    partner_mat = np.zeros((n_agents, n_agents), dtype=bool)
-    for a, ps in partners.items():
-        for b in ps:
-            partner_mat[idx[a], idx[b]] = True
+    """Label-level triplets: positive = gold agent, negative = a confusing partner (hard) or a random other agent."""
+    agents = np.array(catalog.agent_types)
+    partners = partner_matrix(catalog)
+    pos = agent_indices(examples, catalog)
+    has_partner = partners.any(axis=1)[pos]
+    p_hard = hard_probability(np.tile(has_partner, settings.triplets_per_anchor), settings.hard_negative_ratio,
+                              extra_hard)
     frames = []
     for _ in range(settings.triplets_per_anchor):
-        n = len(pos)
-        hard = (rng.random(n) < p_hard) & has_partner
-        neg = np.empty(n, dtype=np.int64)
-        u = rng.random(n)
-        for a in range(n_agents):
-            rows = pos == a
-            if not rows.any():
-                continue
-            hard_choices = np.flatnonzero(partner_mat[a])
-            easy_choices = np.flatnonzero(~partner_mat[a] & (np.arange(n_agents) != a))
-            h = rows & hard
-            e = rows & ~hard
-            if h.any():
-                neg[h] = hard_choices[np.floor(u[h] * len(hard_choices)).astype(np.int64)]
-            if e.any():
-                neg[e] = easy_choices[np.floor(u[e] * len(easy_choices)).astype(np.int64)]
-        neg_names = np.array(agents)[neg]
-        pos_names = np.array(agents)[pos]
-        pair = np.where(hard, ["|".join(sorted(p)) for p in zip(pos_names, neg_names, strict=True)], None)
-        frames.append(
-            pl.DataFrame(
-                {
-                    "anchor": examples["input"],
-                    "context": examples["context"],
-                    "positive": pos_names,
-                    "negative": neg_names,
-                    "is_hard": hard,
-                    "source": ["template"] * n,
-                    "pair": pl.Series(pair.tolist(), dtype=pl.String),
-                    "group_id": examples["group_id"],
-                }
-            )
-        )
-    return pl.concat(frames).cast(TRIPLET_SCHEMA).select(list(TRIPLET_SCHEMA))
+        hard = (rng.random(len(pos)) < p_hard) & has_partner
+        neg = draw_negatives(pos, hard, partners, rng)
+        pairs = np.where(hard, [pair_name(a, b) for a, b in zip(agents[pos], agents[neg], strict=True)], None)
+        frames.append(finish({
+            "anchor": examples["input"], "context": examples["context"], "positive": agents[pos],
+            "negative": agents[neg], "is_hard": hard, "source": [source] * len(pos), "pair": pairs.tolist(),
+            "group_id": examples["group_id"],
+        }))
+    return pl.concat(frames) if frames else empty_triplets()
 
 
 def triplet_report(triplets: pl.DataFrame, catalog: Catalog, target_ratio: float) -> dict[str, object]:
@@ -100,7 +161,9 @@ def triplet_report(triplets: pl.DataFrame, catalog: Catalog, target_ratio: float
     unknown = triplets.filter(~pl.col("positive").is_in(known) | ~pl.col("negative").is_in(known)).height
     same = triplets.filter(pl.col("positive") == pl.col("negative")).height
     ratio = float(triplets["is_hard"].mean() or 0.0) if triplets.height else 0.0
-    per_pair = {k: int(v) for k, v in triplets.filter(pl.col("is_hard")).group_by("pair").len().sort("pair").iter_rows()}
+    hard = triplets.filter(pl.col("is_hard"))
+    per_pair = {k: int(v) for k, v in hard.group_by("pair").len().sort("pair").iter_rows()}
+    per_source = {k: int(v) for k, v in triplets.group_by("source").len().sort("source").iter_rows()}
     return {
         "triplets": triplets.height,
         "hard_ratio": round(ratio, 4),
@@ -108,4 +171,5 @@ def triplet_report(triplets: pl.DataFrame, catalog: Catalog, target_ratio: float
         "unknown_labels": unknown,
         "positive_equals_negative": same,
         "triplets_per_pair": per_pair,
+        "triplets_per_source": per_source,
     }
