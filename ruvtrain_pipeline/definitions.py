@@ -21,6 +21,7 @@ defs = Definitions(
         "anthropic": AnthropicResource(
             api_key=EnvVar("ANTHROPIC_API_KEY") if os.environ.get("ANTHROPIC_API_KEY") else None,
             base_url=os.environ.get("RUVTRAIN_ANTHROPIC_BASE_URL") or None,
+            cache_dir=os.environ.get("RUVTRAIN_ANTHROPIC_CACHE", ".cache/anthropic"),
         ),
         "encoder": BaseEncoder(model_path=os.environ.get("RUVTRAIN_BASE_MODEL", "")),
     },

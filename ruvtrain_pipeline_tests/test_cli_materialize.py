@@ -42,3 +42,36 @@ def test_dagster_cli_materializes_dataset_chain(tmp_path: Path):
         assert (data / "dataset_splits" / f"{split}.jsonl").stat().st_size > 0
     # the run is recorded in the persistent instance the UI reads
     assert (home / "history").exists() or (home / "storage").exists()
+    # no key in the environment: the offline default (encoder-mined negatives) ran
+    assert json.loads((data / "hard_negatives" / "report.json").read_text())["provider"] == "mined"
+
+
+def test_dagster_cli_claude_provider_against_local_server(tmp_path: Path):
+    from .messages_api_server import messages_api_server
+
+    key = "sk-ant-cli-dummy-key-77"
+    data, home, cache = tmp_path / "data", tmp_path / "home", tmp_path / "cache"
+    home.mkdir()
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump({"ops": {
+        "base_examples": {"config": {"examples_per_agent": 21}},
+        "hard_negatives": {"config": {"provider": "claude", "claude_items_per_request": 4}},
+    }}))
+    dagster = Path(sys.executable).parent / "dagster"
+    with messages_api_server() as (url, state):
+        env = os.environ | {"DAGSTER_HOME": str(home), "RUVTRAIN_DATA_DIR": str(data), "ANTHROPIC_API_KEY": key,
+                            "RUVTRAIN_ANTHROPIC_BASE_URL": url, "RUVTRAIN_ANTHROPIC_CACHE": str(cache)}
+        proc = subprocess.run(
+            [str(dagster), "asset", "materialize", "-m", "ruvtrain_pipeline.definitions", "--select", "*",
+             "-c", str(config)],
+            cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600,
+        )
+        assert proc.returncode == 0, proc.stderr[-4000:]
+        assert state.message_calls == 10
+    report = json.loads((data / "hard_negatives" / "report.json").read_text())
+    assert report["provider"] == "claude" and report["claude"]["accepted"] == 40
+    assert key not in proc.stdout + proc.stderr
+    for root in (data, cache, home):
+        for p in root.rglob("*"):
+            if p.is_file():
+                assert key.encode() not in p.read_bytes(), p

@@ -346,6 +346,7 @@ def hard_negatives(
         report_extra = {}
     elapsed = time.perf_counter() - started
     report = triplet_report(triplets, catalog, config.hard_negative_ratio) | report_extra
+    report["provider"] = provider
     report["seconds"] = round(elapsed, 3)
     report["seconds_per_1000_triplets"] = round(1000 * elapsed / max(triplets.height, 1), 4)
     out_dir = storage.asset_dir("hard_negatives")
