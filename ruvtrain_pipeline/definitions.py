@@ -6,15 +6,15 @@ import os
 
 from dagster import Definitions, EnvVar, load_assets_from_modules
 
-from .assets import dataset
-from .jobs import dataset_job, full_pipeline_job
+from .assets import dataset, training
+from .jobs import dataset_job, full_pipeline_job, training_job
 from .resources import AnthropicResource, BaseEncoder, PipelineStorage
 
-all_assets = load_assets_from_modules([dataset])
+all_assets = load_assets_from_modules([dataset, training])
 
 defs = Definitions(
     assets=all_assets,
-    jobs=[dataset_job, full_pipeline_job],
+    jobs=[dataset_job, training_job, full_pipeline_job],
     resources={
         "storage": PipelineStorage(data_dir=os.environ.get("RUVTRAIN_DATA_DIR", "data")),
         # EnvVar keeps the key out of the run config shown in the UI; without it the pipeline runs offline (mined)

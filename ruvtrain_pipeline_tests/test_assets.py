@@ -31,7 +31,7 @@ def run_config(catalog_dir: Path, per_agent: int = 12, seed: int = 42, min_templ
 def _materialize(data_dir: Path, config: dict, instance: DagsterInstance | None = None, raise_on_error=True,
                  anthropic: AnthropicResource | None = None, assets=None):
     return materialize(
-        assets or all_assets,
+        assets or [a for a in all_assets if any(k.to_user_string() in DATASET_ASSETS for k in a.keys)],
         resources={"storage": PipelineStorage(data_dir=str(data_dir)),
                    "anthropic": anthropic or AnthropicResource(api_key=None),
                    "encoder": BaseEncoder()},

@@ -24,6 +24,9 @@ def test_dagster_cli_materializes_dataset_chain(tmp_path: Path):
     config.write_text(yaml.safe_dump({"ops": {
         "base_examples": {"config": {"examples_per_agent": 21, "seed": 3}},
         "dataset_splits": {"config": {"seed": 3}},
+        "trained_adapter": {"config": {"epochs": 1, "triplets_per_epoch": 32, "batch_size": 8, "val_triplets": 16,
+                                       "val_examples": 64, "prototype_per_agent": 4, "head_epochs": 10,
+                                       "grpo_steps": 5, "max_seq_length": 32, "min_val_accuracy": 0.3}},
     }}))
     env = os.environ | {"DAGSTER_HOME": str(home), "RUVTRAIN_DATA_DIR": str(data), "HF_HUB_OFFLINE": "1"}
     dagster = Path(sys.executable).parent / "dagster"
@@ -44,6 +47,8 @@ def test_dagster_cli_materializes_dataset_chain(tmp_path: Path):
     assert (home / "history").exists() or (home / "storage").exists()
     # no key in the environment: the offline default (encoder-mined negatives) ran
     assert json.loads((data / "hard_negatives" / "report.json").read_text())["provider"] == "mined"
+    # the whole chain ran, training included
+    assert (data / "trained_adapter" / "adapter" / "adapter_model.safetensors").exists()
 
 
 def test_dagster_cli_claude_provider_against_local_server(tmp_path: Path):
@@ -62,8 +67,8 @@ def test_dagster_cli_claude_provider_against_local_server(tmp_path: Path):
         env = os.environ | {"DAGSTER_HOME": str(home), "RUVTRAIN_DATA_DIR": str(data), "ANTHROPIC_API_KEY": key,
                             "RUVTRAIN_ANTHROPIC_BASE_URL": url, "RUVTRAIN_ANTHROPIC_CACHE": str(cache)}
         proc = subprocess.run(
-            [str(dagster), "asset", "materialize", "-m", "ruvtrain_pipeline.definitions", "--select", "*",
-             "-c", str(config)],
+            [str(dagster), "asset", "materialize", "-m", "ruvtrain_pipeline.definitions", "--select",
+             "*dataset_splits", "-c", str(config)],
             cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600,
         )
         assert proc.returncode == 0, proc.stderr[-4000:]

@@ -1,0 +1,169 @@
+"""trained_adapter: LoRA-adapted encoder + routing heads + prototypes, trained on dataset_splits (examples and
+triplets), selected on validation, reported on test and (read-only) on the peer benchmark."""
+
+import json
+from pathlib import Path
+
+import polars as pl
+from dagster import (
+    AssetCheckSpec,
+    AssetExecutionContext,
+    Config,
+    DataVersion,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
+from pydantic import Field
+
+from ..core.catalog import Catalog
+from ..core.io import atomic_dir, dir_digest
+from ..core.schema import SPLITS
+from ..resources import BaseEncoder, PipelineStorage
+from ._meta import check
+
+GROUP = "training"
+
+
+class TrainConfig(Config):
+    lora_rank: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    lora_targets: list[str] = Field(default_factory=lambda: ["query", "value"])
+    learning_rate: float = Field(default=2e-4, description="AdamW lr for the LoRA weights.")
+    weight_decay: float = 0.01
+    batch_size: int = 16
+    epochs: int = 2
+    triplets_per_epoch: int = Field(default=1536, description="Triplets sampled per epoch (CPU budget).")
+    warmup_ratio: float = 0.1
+    max_grad_norm: float = 1.0
+    margin: float = Field(default=0.5, description="Triplet loss margin on cosine distance.")
+    temperature: float = Field(default=0.07, description="InfoNCE temperature.")
+    max_seq_length: int = 48
+    patience: int = 2
+    val_triplets: int = 128
+    val_examples: int = 520
+    prototype_per_agent: int = 32
+    head_epochs: int = 60
+    head_lr: float = 3e-3
+    grpo_steps: int = 150
+    grpo_group_size: int = 8
+    grpo_lr: float = 5e-4
+    grpo_kl_coef: float = 0.05
+    grpo_cost_weight: float = 0.3
+    min_val_accuracy: float = Field(default=0.80, description="Blocking check floor on validation agent accuracy.")
+    peer_benchmark_dir: str = Field(default="../shared/benchmarks/peer",
+                                    description="Read-only test cases, scored after training; skipped if absent.")
+    seed: int = 42
+
+
+def _peer_cases(path_str: str) -> pl.DataFrame | None:
+    path = Path(path_str)
+    files = sorted(path.glob("*.jsonl")) if path.is_dir() else []
+    rows = []
+    for f in files:
+        for line in f.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                obj = json.loads(line)
+                rows.append({"file": f.name, "task": obj["task"], "expected_agent": obj["expected_agent"]})
+    return pl.DataFrame(rows) if rows else None
+
+
+@asset(
+    group_name=GROUP,
+    deps=["dataset_splits"],
+    description="LoRA adapter on the base encoder (triplet + InfoNCE), routing heads (agent type, complexity, "
+    "quality), agent prototypes, GRPO-tuned heads when that helps; safetensors + JSON, no pickles.",
+    check_specs=[AssetCheckSpec("adapter_quality", asset="trained_adapter", blocking=True)],
+)
+def trained_adapter(
+    context: AssetExecutionContext, config: TrainConfig, storage: PipelineStorage, encoder: BaseEncoder
+) -> MaterializeResult:
+    from ..core.train.grpo import GrpoSettings
+    from ..core.train.trainer import TrainSettings, route_texts, save_trained, train_router
+
+    catalog = Catalog.from_dict(json.loads(storage.require("seed_templates", "catalog.json").read_text()))
+    splits_dir = storage.asset_dir("dataset_splits")
+    examples = {s: pl.read_parquet(storage.require("dataset_splits", f"data/{s}.parquet")) for s in SPLITS}
+    triplets = {s: pl.read_parquet(storage.require("dataset_splits", f"triplets/{s}.parquet")) for s in SPLITS}
+    settings = TrainSettings(
+        lora_rank=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+        lora_targets=tuple(config.lora_targets), learning_rate=config.learning_rate,
+        weight_decay=config.weight_decay, batch_size=config.batch_size, epochs=config.epochs,
+        triplets_per_epoch=config.triplets_per_epoch, warmup_ratio=config.warmup_ratio,
+        max_grad_norm=config.max_grad_norm, margin=config.margin, temperature=config.temperature,
+        max_seq_length=config.max_seq_length, patience=config.patience, val_triplets=config.val_triplets,
+        val_examples=config.val_examples, prototype_per_agent=config.prototype_per_agent,
+        head_epochs=config.head_epochs, head_lr=config.head_lr,
+        grpo=GrpoSettings(group_size=config.grpo_group_size, steps=config.grpo_steps, lr=config.grpo_lr,
+                          kl_coef=config.grpo_kl_coef, cost_weight=config.grpo_cost_weight),
+        seed=config.seed, device=encoder.device,
+    )
+    base_model = encoder.resolved_path()
+    result = train_router(base_model, examples, triplets, catalog, settings, progress=context.log.info)
+    m = result.metrics
+
+    peer = _peer_cases(config.peer_benchmark_dir)
+    peer_meta: dict = {"peer_benchmark": f"absent ({config.peer_benchmark_dir})"}
+    if peer is not None:
+        pred = route_texts(result.model, result.heads, result.prototypes, peer["task"].to_list())
+        agents = catalog.agent_types
+        peer = peer.with_columns(
+            pl.Series("head", [agents[i] for i in pred["head"].tolist()]),
+            pl.Series("prototype", [agents[i] for i in pred["prototype"].tolist()]),
+        )
+        cat_of = {a: catalog.category_of(a) for a in agents}
+        for fname in sorted(peer["file"].unique().to_list()):
+            part = peer.filter(pl.col("file") == fname)
+            key = "peer96" if "96" in fname else "peer20" if "20" in fname else fname
+            m[f"{key}_agent_acc"] = float((part["head"] == part["expected_agent"]).mean())
+            m[f"{key}_prototype_acc"] = float((part["prototype"] == part["expected_agent"]).mean())
+            m[f"{key}_category_acc"] = float(
+                (part["head"].replace_strict(cat_of) == part["expected_agent"].replace_strict(cat_of)).mean())
+        peer_meta = {"peer_benchmark": f"{peer.height} cases at {config.peer_benchmark_dir} (test only)"}
+
+    provenance = {
+        "base_model": base_model,
+        "data_versions": {"dataset_splits": dir_digest(splits_dir),
+                          "catalog_fingerprint": catalog.fingerprint()},
+        "training_config": config.model_dump(),
+        "seed": config.seed,
+        "format": "ruvtrain-adapter-v1",
+    }
+    out_dir = storage.asset_dir("trained_adapter")
+    with atomic_dir(out_dir) as tmp:
+        sizes = save_trained(result, tmp, catalog, provenance)
+
+    problems = []
+    if not m["losses_finite"]:
+        problems.append("a training loss was not finite")
+    if m["validation_agent_acc"] < config.min_val_accuracy:
+        problems.append(f"validation agent accuracy {m['validation_agent_acc']:.3f} < floor {config.min_val_accuracy}")
+    if m["validation_agent_acc"] <= m["baseline_val_prototype_acc"]:
+        problems.append(f"validation agent accuracy {m['validation_agent_acc']:.3f} not above the untrained "
+                        f"encoder's nearest-prototype baseline {m['baseline_val_prototype_acc']:.3f}")
+    curve_md = ["| epoch | train loss | val loss | val prototype acc |", "|---:|---:|---:|---:|"]
+    for i, (vl, va) in enumerate(zip(result.curves["val_loss"], result.curves["val_prototype_acc"], strict=True)):
+        tl = result.curves["train_loss"][i - 1] if i > 0 and i - 1 < len(result.curves["train_loss"]) else None
+        curve_md.append(f"| {i} | {'' if tl is None else f'{tl:.4f}'} | {vl:.4f} | {va:.3f} |")
+    numeric = {k: round(float(v), 4) for k, v in m.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    grpo = m["grpo"]
+    return MaterializeResult(
+        metadata={
+            **numeric,
+            **peer_meta,
+            "grpo_kept": grpo["kept"],
+            "grpo_val_reward_before": round(grpo["validation_before"]["mean_reward"], 4),
+            "grpo_val_reward_after": round(grpo["validation_after"]["mean_reward"], 4),
+            "grpo_val_cost_before": round(grpo["validation_before"]["cost_usd"], 4),
+            "grpo_val_cost_after": round(grpo["validation_after"]["cost_usd"], 4),
+            "curves": MetadataValue.md("\n".join(curve_md)),
+            "base_model": base_model,
+            "files": MetadataValue.json(sizes),
+            "path": MetadataValue.path(str(out_dir)),
+        },
+        check_results=[check("adapter_quality", problems,
+                             validation_agent_acc=round(m["validation_agent_acc"], 4),
+                             baseline=round(m["baseline_val_prototype_acc"], 4))],
+        data_version=DataVersion(dir_digest(out_dir)),
+    )
