@@ -47,7 +47,30 @@ def _pair_and_count(body: dict[str, Any]) -> tuple[list[str], int, list[str]]:
     return pair, int(m.group(1)) if m else 4, complexities
 
 
+def judge_response(body: dict[str, Any], behaviour: str) -> dict[str, Any]:
+    """Answers a `submit_judgments` call: the agent type named in each request's text (longest name found), tier
+    sonnet; `wrong_labels` answers an unknown agent type."""
+    props = body["tools"][0]["input_schema"]["properties"]["judgments"]["items"]["properties"]
+    agents = sorted(props["agent_type"]["enum"], key=len, reverse=True)
+    text = body["messages"][0]["content"]
+    lines = re.findall(r"^(\d+)\. (.*)$", text, flags=re.M)
+    judgments = []
+    for idx, request in lines:
+        found = next((a for a in agents if a in request), agents[-1])
+        judgments.append({"index": int(idx), "agent_type": "wizard" if behaviour == "wrong_labels" else found,
+                          "minimum_tier": "sonnet"})
+    return {
+        "id": f"msg_{uuid.uuid4().hex[:16]}", "type": "message", "role": "assistant", "model": body["model"],
+        "content": [{"type": "tool_use", "id": f"toolu_{uuid.uuid4().hex[:12]}", "name": body["tools"][0]["name"],
+                     "input": {"judgments": judgments}}],
+        "stop_reason": "tool_use", "stop_sequence": None,
+        "usage": {"input_tokens": 300 + 20 * len(lines), "output_tokens": 15 * len(lines)},
+    }
+
+
 def message_response(body: dict[str, Any], state: ServerState, behaviour: str) -> dict[str, Any]:
+    if body["tools"][0]["name"] == "submit_judgments":
+        return judge_response(body, behaviour)
     pair, n, complexities = _pair_and_count(body)
     items = []
     with state.lock:

@@ -62,3 +62,38 @@ def test_failing_quality_check_blocks(tiny_catalog_dir, tmp_path):
                           raise_on_error=False, assets=all_assets)
     evals = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert evals["adapter_quality"] is False
+
+
+def test_grpo_with_claude_judge_through_local_server(tiny_catalog_dir, tmp_path):
+    from ruvtrain_pipeline.resources import AnthropicResource
+
+    from .messages_api_server import ServerState, messages_api_server
+
+    key = "sk-ant-judge-dummy-0001"
+    cfg = _config(tiny_catalog_dir, tmp_path, grpo_judge="claude", judge_max_tasks=40, judge_tasks_per_request=10)
+    with messages_api_server(ServerState(script=["500"])) as (url, state):
+        resource = AnthropicResource(api_key=key, base_url=url, cache_dir=str(tmp_path / "cache"), max_retries=0)
+        result = _materialize(tmp_path / "data", cfg, anthropic=resource, assets=all_assets)
+        assert result.success
+        calls = sum(1 for r in state.requests if r["path"] == "/v1/messages")
+    md = result.asset_materializations_for_node("trained_adapter")[0].metadata
+    assert md["grpo_judge"].value == "claude"
+    assert md["judge_requests_sent"].value == 4 and calls == 4
+    assert md["judge_failures"].value == {"server_error": 1}
+    assert md["judge_tasks_judged"].value == 30
+    assert md["judge_agreement_with_labels"].value >= 0.8  # the tiny texts name their agent type (noise aside)
+    meta = json.loads((tmp_path / "data" / "trained_adapter" / "metadata.json").read_text())
+    assert meta["metrics"]["grpo"]["judge"] == "claude" and meta["metrics"]["grpo"]["tasks"] == 30
+    for p in (tmp_path / "cache").rglob("*"):
+        if p.is_file():
+            assert key not in p.read_text()
+
+
+def test_same_seed_same_metrics(tiny_catalog_dir, tmp_path):
+    metrics = []
+    for run in ("a", "b"):
+        data = tmp_path / run
+        assert _materialize(data, _config(tiny_catalog_dir, tmp_path), assets=all_assets).success
+        m = json.loads((data / "trained_adapter" / "metadata.json").read_text())["metrics"]
+        metrics.append({k: round(v, 3) for k, v in m.items() if isinstance(v, float) and not k.startswith("seconds")})
+    assert metrics[0] == metrics[1]

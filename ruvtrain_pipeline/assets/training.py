@@ -19,7 +19,7 @@ from pydantic import Field
 from ..core.catalog import Catalog
 from ..core.io import atomic_dir, dir_digest
 from ..core.schema import SPLITS
-from ..resources import BaseEncoder, PipelineStorage
+from ..resources import AnthropicResource, BaseEncoder, PipelineStorage
 from ._meta import check
 
 GROUP = "training"
@@ -51,6 +51,10 @@ class TrainConfig(Config):
     grpo_lr: float = 5e-4
     grpo_kl_coef: float = 0.05
     grpo_cost_weight: float = 0.3
+    grpo_judge: str = Field(default="labels", description="labels (offline, gold labels) | claude (needs a key)")
+    judge_max_tasks: int = Field(default=200, description="Training requests Claude judges for GRPO.")
+    judge_tasks_per_request: int = 20
+    judge_use_batches: bool = False
     min_val_accuracy: float = Field(default=0.80, description="Blocking check floor on validation agent accuracy.")
     peer_benchmark_dir: str = Field(default="../shared/benchmarks/peer",
                                     description="Read-only test cases, scored after training; skipped if absent.")
@@ -69,6 +73,40 @@ def _peer_cases(path_str: str) -> pl.DataFrame | None:
     return pl.DataFrame(rows) if rows else None
 
 
+def _claude_judgments(context, config: TrainConfig, catalog: Catalog, train: pl.DataFrame,
+                      anthropic: AnthropicResource) -> tuple:
+    """Claude's judgments of a seeded sample of training requests, for GRPO; failures counted, never fatal."""
+    import numpy as np
+
+    from ..core.claude_api import ResponseCache
+    from ..core.train.judge import JudgeSettings, claude_judgments
+
+    rng = np.random.default_rng([config.seed, 7])
+    rows = np.sort(rng.permutation(train.height)[: config.judge_max_tasks])
+    texts = [train["input"][int(i)] for i in rows]
+    settings = JudgeSettings(model=anthropic.model, max_tasks=config.judge_max_tasks,
+                             tasks_per_request=config.judge_tasks_per_request, use_batches=config.judge_use_batches)
+    agent, tier, stats = claude_judgments(anthropic.client(), catalog, texts, settings,
+                                          ResponseCache(anthropic.cache_dir))
+    ok = agent >= 0
+    st = stats.as_dict()
+    flat = train.select(pl.col("metadata").struct.unnest()) if "metadata" in train.columns else train
+    gold_agent = np.array([catalog.agent_types.index(a) for a in flat["agent_type"]])[rows]
+    agreement = float((agent[ok] == gold_agent[ok]).mean()) if ok.any() else 0.0
+    meta = {
+        "grpo_judge": "claude",
+        "judge_requests_sent": st["requests_sent"], "judge_cache_hits": st["cache_hits"],
+        "judge_input_tokens": st["input_tokens"], "judge_output_tokens": st["output_tokens"],
+        "judge_cost_usd": st["cost_usd"], "judge_tasks_judged": int(ok.sum()),
+        "judge_failures": MetadataValue.json(st["failures"]), "judge_rejects": MetadataValue.json(st["rejects"]),
+        "judge_agreement_with_labels": round(agreement, 4),
+    }
+    if not ok.any():
+        context.log.warning(f"Claude judge: no usable judgment ({st['requests_planned']} requests, failures "
+                            f"{st['failures']}); GRPO skipped, supervised heads kept")
+    return (rows[ok], agent[ok], tier[ok]), meta
+
+
 @asset(
     group_name=GROUP,
     deps=["dataset_splits"],
@@ -77,7 +115,8 @@ def _peer_cases(path_str: str) -> pl.DataFrame | None:
     check_specs=[AssetCheckSpec("adapter_quality", asset="trained_adapter", blocking=True)],
 )
 def trained_adapter(
-    context: AssetExecutionContext, config: TrainConfig, storage: PipelineStorage, encoder: BaseEncoder
+    context: AssetExecutionContext, config: TrainConfig, storage: PipelineStorage, encoder: BaseEncoder,
+    anthropic: AnthropicResource,
 ) -> MaterializeResult:
     from ..core.train.grpo import GrpoSettings
     from ..core.train.trainer import TrainSettings, route_texts, save_trained, train_router
@@ -100,7 +139,13 @@ def trained_adapter(
         seed=config.seed, device=encoder.device,
     )
     base_model = encoder.resolved_path()
-    result = train_router(base_model, examples, triplets, catalog, settings, progress=context.log.info)
+    judged, judge_meta = None, {"grpo_judge": config.grpo_judge}
+    if config.grpo_judge == "claude":
+        judged, judge_meta = _claude_judgments(context, config, catalog, examples["train"], anthropic)
+    elif config.grpo_judge != "labels":
+        raise ValueError(f"trained_adapter.grpo_judge '{config.grpo_judge}' must be 'labels' or 'claude'")
+    result = train_router(base_model, examples, triplets, catalog, settings, progress=context.log.info,
+                          judged=judged)
     m = result.metrics
 
     peer = _peer_cases(config.peer_benchmark_dir)
@@ -152,6 +197,7 @@ def trained_adapter(
         metadata={
             **numeric,
             **peer_meta,
+            **judge_meta,
             "grpo_kept": grpo["kept"],
             "grpo_val_reward_before": round(grpo["validation_before"]["mean_reward"], 4),
             "grpo_val_reward_after": round(grpo["validation_after"]["mean_reward"], 4),

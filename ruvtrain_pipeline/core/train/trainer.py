@@ -172,8 +172,13 @@ def train_router(
     catalog: Catalog,
     settings: TrainSettings,
     progress: Callable[[str], None] = log.info,
+    judged: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> TrainResult:
-    """Train on the train split, select on validation, report on test. `examples`/`triplets` keyed by split."""
+    """Train on the train split, select on validation, report on test. `examples`/`triplets` keyed by split.
+
+    `judged` = (train row indices, agent index, tier index) from an external judge (Claude); GRPO then trains on
+    those rows against those judgments instead of the gold labels. Validation always uses the gold labels.
+    """
     from peft import LoraConfig
     from sentence_transformers import SentenceTransformer
 
@@ -313,15 +318,26 @@ def train_router(
 
     # GRPO on the heads (offline labels judge), kept only if validation reward improves without losing accuracy
     space = routing_space(catalog)
-    judge_train = labels_judge(labels["train"]["agent"], labels["train"]["tier"])
+    if judged is None:
+        grpo_emb = emb["train"]
+        judge_train = labels_judge(labels["train"]["agent"], labels["train"]["tier"])
+        judge_name = "labels"
+    else:
+        rows, j_agent, j_tier = judged
+        grpo_emb = emb["train"][torch.as_tensor(rows, dtype=torch.long)]
+        judge_train = labels_judge(torch.as_tensor(j_agent), torch.as_tensor(j_tier))
+        judge_name = "claude"
     judge_val = labels_judge(labels["validation"]["agent"], labels["validation"]["tier"])
     cw = settings.grpo.cost_weight
     before = evaluate_routes(heads, emb["validation"], labels["validation"]["agent"], labels["validation"]["tier"],
                              space, judge_val, cw)
-    tuned, grpo_curves = grpo_train(heads, emb["train"], space, judge_train, settings.grpo, gen)
+    if len(grpo_emb) and settings.grpo.steps > 0:
+        tuned, grpo_curves = grpo_train(heads, grpo_emb, space, judge_train, settings.grpo, gen)
+    else:
+        tuned, grpo_curves = heads, {"mean_reward": [], "kl": []}
     after = evaluate_routes(tuned, emb["validation"], labels["validation"]["agent"], labels["validation"]["tier"],
                             space, judge_val, cw)
-    grpo_kept = after["mean_reward"] > before["mean_reward"] + 1e-4 and \
+    grpo_kept = bool(len(grpo_emb)) and after["mean_reward"] > before["mean_reward"] + 1e-4 and \
         after["agent_accuracy"] >= before["agent_accuracy"] - 0.005
     if grpo_kept:
         heads = tuned
@@ -351,8 +367,8 @@ def train_router(
         metrics[f"{split}_under_tier_rate"] = routes["under_tier_rate"]
         metrics[f"{split}_cost_usd"] = routes["cost_usd"]
         metrics[f"{split}_always_opus_cost_usd"] = routes["always_top_cost_usd"]
-    metrics["grpo"] = {"kept": grpo_kept, "validation_before": before, "validation_after": after,
-                       "settings": asdict(settings.grpo)}
+    metrics["grpo"] = {"kept": grpo_kept, "judge": judge_name, "tasks": len(grpo_emb), "validation_before": before,
+                       "validation_after": after, "settings": asdict(settings.grpo)}
     metrics["seconds_total"] = time.perf_counter() - started
     metrics["seconds_contrastive"] = t_contrastive
     metrics["contrastive_steps"] = step
