@@ -1,6 +1,6 @@
 """Training throughput (triplets/s) and peak memory of the contrastive LoRA phase on this machine.
 
-Usage: python benchmarks/training.py --data data [--steps 30 --batch-size 16 --max-seq-length 64]
+Usage: python benchmarks/training.py --data data [--steps 30 --batch-size 16 --max-seq-length 48]
 Reads the materialized dataset_splits triplets (run `make run` first), times `--steps` optimizer steps after 3
 warm-up steps, and reports triplets/s, seconds/step and peak RSS.
 """
@@ -21,7 +21,7 @@ def main() -> None:
     parser.add_argument("--data", default="data")
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--max-seq-length", type=int, default=64)
+    parser.add_argument("--max-seq-length", type=int, default=48)
     parser.add_argument("--lora-rank", type=int, default=8)
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -256,17 +256,12 @@ class HardNegativesConfig(Config):
 
 def _peer_shingles(path_str: str) -> tuple[set, str]:
     from ..core.negatives.claude import shingles
+    from ..core.peer import load_peer_cases
 
-    path = Path(path_str)
-    files = sorted(path.glob("*.jsonl")) if path.is_dir() else []
-    if not files:
-        return set(), f"absent ({path})"
-    out: set = set()
-    for f in files:
-        for line in f.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                out |= shingles(json.loads(line).get("task", ""))
-    return out, f"{len(files)} file(s) at {path}"
+    cases = load_peer_cases(path_str)
+    if cases is None:
+        return set(), f"absent ({path_str})"
+    return set().union(*(shingles(t) for t in cases["task"])), f"{cases.height} cases at {path_str}"
 
 
 @asset(

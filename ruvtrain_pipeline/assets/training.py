@@ -1,8 +1,8 @@
 """trained_adapter: LoRA-adapted encoder + routing heads + prototypes, trained on dataset_splits (examples and
 triplets), selected on validation, reported on test and (read-only) on the peer benchmark."""
 
+import dataclasses
 import json
-from pathlib import Path
 
 import polars as pl
 from dagster import (
@@ -18,6 +18,7 @@ from pydantic import Field
 
 from ..core.catalog import Catalog
 from ..core.io import atomic_dir, dir_digest
+from ..core.peer import load_peer_cases
 from ..core.schema import SPLITS
 from ..resources import AnthropicResource, BaseEncoder, PipelineStorage
 from ._meta import check
@@ -39,6 +40,8 @@ class TrainConfig(Config):
     max_grad_norm: float = 1.0
     margin: float = Field(default=0.5, description="Triplet loss margin on cosine distance.")
     temperature: float = Field(default=0.07, description="InfoNCE temperature.")
+    triplet_weight: float = 1.0
+    infonce_weight: float = 1.0
     max_seq_length: int = 48
     patience: int = 2
     val_triplets: int = 128
@@ -46,6 +49,8 @@ class TrainConfig(Config):
     prototype_per_agent: int = 32
     head_epochs: int = 60
     head_lr: float = 3e-3
+    head_batch_size: int = 128
+    head_patience: int = 8
     grpo_steps: int = 150
     grpo_group_size: int = 8
     grpo_lr: float = 5e-4
@@ -59,18 +64,6 @@ class TrainConfig(Config):
     peer_benchmark_dir: str = Field(default="../shared/benchmarks/peer",
                                     description="Read-only test cases, scored after training; skipped if absent.")
     seed: int = 42
-
-
-def _peer_cases(path_str: str) -> pl.DataFrame | None:
-    path = Path(path_str)
-    files = sorted(path.glob("*.jsonl")) if path.is_dir() else []
-    rows = []
-    for f in files:
-        for line in f.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                obj = json.loads(line)
-                rows.append({"file": f.name, "task": obj["task"], "expected_agent": obj["expected_agent"]})
-    return pl.DataFrame(rows) if rows else None
 
 
 def _claude_judgments(context, config: TrainConfig, catalog: Catalog, train: pl.DataFrame,
@@ -125,18 +118,14 @@ def trained_adapter(
     splits_dir = storage.asset_dir("dataset_splits")
     examples = {s: pl.read_parquet(storage.require("dataset_splits", f"data/{s}.parquet")) for s in SPLITS}
     triplets = {s: pl.read_parquet(storage.require("dataset_splits", f"triplets/{s}.parquet")) for s in SPLITS}
+    # every TrainSettings field of the same name comes from the run config; the rest are assembled here
+    direct = {f.name for f in dataclasses.fields(TrainSettings)} - {"lora_targets", "grpo", "device"}
     settings = TrainSettings(
-        lora_rank=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-        lora_targets=tuple(config.lora_targets), learning_rate=config.learning_rate,
-        weight_decay=config.weight_decay, batch_size=config.batch_size, epochs=config.epochs,
-        triplets_per_epoch=config.triplets_per_epoch, warmup_ratio=config.warmup_ratio,
-        max_grad_norm=config.max_grad_norm, margin=config.margin, temperature=config.temperature,
-        max_seq_length=config.max_seq_length, patience=config.patience, val_triplets=config.val_triplets,
-        val_examples=config.val_examples, prototype_per_agent=config.prototype_per_agent,
-        head_epochs=config.head_epochs, head_lr=config.head_lr,
+        **{name: getattr(config, name) for name in direct},
+        lora_targets=tuple(config.lora_targets),
         grpo=GrpoSettings(group_size=config.grpo_group_size, steps=config.grpo_steps, lr=config.grpo_lr,
                           kl_coef=config.grpo_kl_coef, cost_weight=config.grpo_cost_weight),
-        seed=config.seed, device=encoder.device,
+        device=encoder.device,
     )
     base_model = encoder.resolved_path()
     judged, judge_meta = None, {"grpo_judge": config.grpo_judge}
@@ -148,7 +137,7 @@ def trained_adapter(
                           judged=judged)
     m = result.metrics
 
-    peer = _peer_cases(config.peer_benchmark_dir)
+    peer = load_peer_cases(config.peer_benchmark_dir)
     peer_meta: dict = {"peer_benchmark": f"absent ({config.peer_benchmark_dir})"}
     if peer is not None:
         pred = route_texts(result.model, result.heads, result.prototypes, peer["task"].to_list())
