@@ -135,55 +135,45 @@ def paraphrase(base: pl.DataFrame, data: AugmentData, copies: int, rng: np.rando
     base = base.with_columns(imperative.alias("_imp"))
     imp = [f.split("<request>") for f in data.imperative_frames]
     neu = [f.split("<request>") for f in data.neutral_frames]
-    parts = []
+    # all copies stacked first; copy k of a row uses synonym variant (v0 + k) % n_var, so copies differ
+    stacked = []
     for k in range(copies):
-        variant = (v0 + k) % n_var
         fi = (f_imp0 + k) % len(imp)
         fn = (f_neu0 + k) % len(neu)
-        frame_df = pl.DataFrame(
-            {
-                "_variant": variant,
-                "_imp_pre": _choose([p for p, _ in imp], fi),
-                "_imp_post": _choose([q for _, q in imp], fi),
-                "_neu_pre": _choose([p for p, _ in neu], fn),
-                "_neu_post": _choose([q for _, q in neu], fn),
-                "_frame": use_frame[k] < 0.7,
-            }
-        )
-        full = base.hstack(frame_df)
-        # each row gets one synonym variant: process the rows of each variant separately (row order is restored
-        # downstream by the (group, kind, position) sort, so no reordering is needed here)
-        df = pl.concat(
-            [
-                full.filter(pl.col("_variant") == v).with_columns(
-                    _synonym_pass(padded, data.synonyms, v, k).str.strip_chars(" ").alias("_syn")
-                )
-                for v in range(n_var)
-            ]
-        )
-        core = _lower_first(pl.col("_syn"))
-        core_nopunct = core.str.replace(r"[.!]+$", "")
-        framed = (
-            pl.when(pl.col("_imp"))
-            .then(pl.concat_str(pl.col("_imp_pre"), core_nopunct, pl.col("_imp_post")))
-            .otherwise(
-                pl.concat_str(
-                    pl.col("_neu_pre"),
-                    pl.when(pl.col("_neu_pre") == "").then(pl.col("_syn")).otherwise(core),
-                    pl.col("_neu_post"),
-                )
+        stacked.append(base.hstack(pl.DataFrame({
+            "_variant": (v0 + k) % n_var,
+            "_imp_pre": _choose([p for p, _ in imp], fi),
+            "_imp_post": _choose([q for _, q in imp], fi),
+            "_neu_pre": _choose([p for p, _ in neu], fn),
+            "_neu_post": _choose([q for _, q in neu], fn),
+            "_frame": use_frame[k] < 0.7,
+        })))
+    full = pl.concat(stacked)
+    # one synonym pass per variant over that variant's rows (row order is not needed downstream)
+    df = pl.concat([
+        full.filter(pl.col("_variant") == v).with_columns(
+            _synonym_pass(padded, data.synonyms, v, 0).str.strip_chars(" ").alias("_syn"))
+        for v in range(n_var)
+    ])
+    core = _lower_first(pl.col("_syn"))
+    core_nopunct = core.str.replace(r"[.!]+$", "")
+    framed = (
+        pl.when(pl.col("_imp"))
+        .then(pl.concat_str(pl.col("_imp_pre"), core_nopunct, pl.col("_imp_post")))
+        .otherwise(
+            pl.concat_str(
+                pl.col("_neu_pre"),
+                pl.when(pl.col("_neu_pre") == "").then(pl.col("_syn")).otherwise(core),
+                pl.col("_neu_post"),
             )
         )
-        text = pl.when(pl.col("_frame") | (pl.col("_syn") == pl.col("input"))).then(framed).otherwise(pl.col("_syn"))
-        parts.append(
-            df.with_columns(
-                text.alias("input"),
-                pl.lit("paraphrase").alias("augmentation"),
-                _tier_quality(pl.col("quality_score"), data.quality_tiers["paraphrase"]).alias("_q"),
-            )
-        )
-    out = pl.concat(parts)
-    return _out(out.with_columns(pl.col("_q").alias("quality_score")))
+    )
+    text = pl.when(pl.col("_frame") | (pl.col("_syn") == pl.col("input"))).then(framed).otherwise(pl.col("_syn"))
+    return _out(df.with_columns(
+        text.alias("input"),
+        pl.lit("paraphrase").alias("augmentation"),
+        _tier_quality(pl.col("quality_score"), data.quality_tiers["paraphrase"]).alias("quality_score"),
+    ))
 
 
 def vary_complexity(
@@ -287,7 +277,8 @@ def add_noise(base: pl.DataFrame, data: AugmentData, copies: int, rng: np.random
     parts = []
     for _ in range(copies):
         r = rng.random((6, n))
-        df = base.with_columns(
+        # one lazy query per copy: polars runs the chained steps in a single pass
+        df = base.lazy().with_columns(
             pl.Series("_lower", r[0] < 0.6),
             pl.Series("_terse", r[1] < 0.5),
             pl.Series("_swap", r[2]),
@@ -327,7 +318,7 @@ def add_noise(base: pl.DataFrame, data: AugmentData, copies: int, rng: np.random
             pl.lit("noise").alias("augmentation"),
             _tier_quality(pl.col("quality_score"), data.quality_tiers["noise"]).alias("quality_score"),
         )
-        parts.append(_out(df))
+        parts.append(_out(df.collect()))
     return pl.concat(parts)
 
 

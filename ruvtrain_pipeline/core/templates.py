@@ -42,6 +42,10 @@ class CompiledTemplates:
     context_lits: pl.Series
     context_refs: np.ndarray
     tags: list[list[str]]
+    # per-template facts the generator needs on every call, computed once here
+    input_space: np.ndarray = None  # type: ignore[assignment]  # (T,) distinct inputs in the template's domain
+    input_radices: np.ndarray = None  # type: ignore[assignment]  # (T, MAX_SLOTS) radix of each input slot
+    tags_series: pl.Series = None  # type: ignore[assignment]
 
     @property
     def n_templates(self) -> int:
@@ -107,7 +111,7 @@ def compile_templates(catalog: Catalog) -> CompiledTemplates:
     input_lits, input_refs = lit_table(in_pieces, max_in)
     context_lits, context_refs = lit_table(cx_pieces, max_cx)
     agent_pos = {a: i for i, a in enumerate(catalog.agent_types)}
-    return CompiledTemplates(
+    compiled = CompiledTemplates(
         catalog=catalog,
         ids=np.array([t.id for t in templates]),
         agent_idx=np.array([agent_pos[t.agent_type] for t in templates]),
@@ -125,17 +129,15 @@ def compile_templates(catalog: Catalog) -> CompiledTemplates:
         context_refs=context_refs,
         tags=[list(t.tags) for t in templates],
     )
+    compiled.input_radices = _input_radices(compiled)
+    compiled.input_space = compiled.input_radices.astype(np.float64).prod(axis=1)
+    compiled.tags_series = pl.Series("tags", compiled.tags, dtype=pl.List(pl.String))
+    return compiled
 
 
 def template_space(ct: CompiledTemplates) -> np.ndarray:
     """Number of distinct inputs each template can render in its own domain (slots used by the input only)."""
-    d = ct.domain_idx
-    sizes = ct.slot_size[np.arange(ct.n_templates), :, d].astype(np.float64)
-    used = np.zeros_like(sizes, dtype=bool)
-    for t in range(ct.n_templates):
-        refs = ct.input_refs[t]
-        used[t, refs[refs >= 0]] = True
-    return np.where(used, sizes, 1.0).prod(axis=1)
+    return ct.input_space
 
 
 def _render(
@@ -207,7 +209,7 @@ def build_frame(
             "domain": pick(cat.domains, dom),
             "expected_model": pick(model_table, agent_cat_idx * n_cx + complexity_idx),
             "quality_score": np.round(quality, 3),
-            "tags": pl.Series("tags", ct.tags, dtype=pl.List(pl.String)).gather(tmpl),
+            "tags": ct.tags_series.gather(tmpl),
             "agent_type": pick(cat.agent_types, agent_idx),
             "template_id": pick(ct.ids.tolist(), tmpl),
             "augmentation": pick([augmentation], np.zeros(len(tmpl), dtype=np.int64)),
@@ -306,7 +308,7 @@ def generate_base_examples(
                 surplus -= add
     # Integer phase: draw (template, slot values), dedupe by an exact key of the input's slot values, keep each
     # stratum's quota; inputs are rendered once per accepted candidate to catch identical texts across templates.
-    radix_used = _input_radices(ct)
+    radix_used = ct.input_radices
     used = np.zeros(ct.n_templates, dtype=np.int64)
     have = {k: 0 for k in quotas}
     seen_keys = np.empty(0, dtype=np.int64)
