@@ -22,6 +22,19 @@ def _cmd_catalog(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_keywords(args: argparse.Namespace) -> int:
+    from .core.catalog import load_catalog
+    from .core.keywords import KEYWORDS_FILE, derive_rules, write_rules
+
+    rules = derive_rules(load_catalog())
+    if args.write:
+        write_rules(rules)
+        print(f"wrote {sum(len(v) for v in rules.values())} rules to {KEYWORDS_FILE}")
+    else:
+        print(json.dumps(rules, indent=2))
+    return 0
+
+
 def _cmd_generate(args: argparse.Namespace) -> int:
     """Base examples + augmentation + splits into OUT (same files as the dataset_splits asset), no Dagster."""
     from tqdm import tqdm
@@ -59,6 +72,62 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_route(args: argparse.Namespace) -> int:
+    """One request -> one JSON object on stdout; or --input JSONL -> --output JSONL (input object + route fields).
+    Exit 0 when every line routed, 1 when malformed lines were skipped (each reported with its line number),
+    2 on a usage or model error."""
+    from .core.router import Router, RouterError, default_model_dir
+
+    if args.backend != "torch":
+        print("error: backend 'llamacpp' needs the GGUF export, which is not built yet; use --backend torch",
+              file=sys.stderr)
+        return 2
+    if bool(args.request) == bool(args.input):
+        print("error: give a request text or --input FILE (not both)", file=sys.stderr)
+        return 2
+    try:
+        router = Router(Path(args.model) if args.model else default_model_dir())
+    except RouterError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.request:
+        result = router.route(args.request, args.context, mode=args.mode)
+        print(json.dumps({"input": args.request, **({"context": args.context} if args.context else {}),
+                          **result.as_dict()}, ensure_ascii=False))
+        return 0
+    rows, skipped = [], 0
+    with open(args.input, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                print(f"{args.input}:{lineno}: skipped: not valid JSON ({exc.msg})", file=sys.stderr)
+                skipped += 1
+                continue
+            text = obj.get("input", obj.get("task")) if isinstance(obj, dict) else None
+            context = obj.get("context") if isinstance(obj, dict) else None
+            if not isinstance(text, str) or not text.strip():
+                print(f"{args.input}:{lineno}: skipped: needs a non-empty 'input' (or 'task') string", file=sys.stderr)
+                skipped += 1
+                continue
+            if context is not None and not isinstance(context, str):
+                print(f"{args.input}:{lineno}: skipped: 'context' must be a string", file=sys.stderr)
+                skipped += 1
+                continue
+            rows.append((obj, text, context))
+    results = router.route_many([(t, c) for _, t, c in rows], mode=args.mode) if rows else []
+    out = Path(args.output)
+    tmp = out.with_name(f".{out.name}.tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        for (obj, _t, _c), res in zip(rows, results, strict=True):
+            fh.write(json.dumps({**obj, **res.as_dict()}, ensure_ascii=False) + "\n")
+    tmp.replace(out)
+    print(f"routed {len(rows)} request(s) to {out}; skipped {skipped} malformed line(s)", file=sys.stderr)
+    return 1 if skipped else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ruvtrain", description="Task-router training pipeline tools.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -72,6 +141,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--catalog", default="")
     p.set_defaults(func=_cmd_generate)
+    p = sub.add_parser("route", help="route a request (or a JSONL file of requests) to an agent and a Claude tier")
+    p.add_argument("request", nargs="?", default="", help="the request text")
+    p.add_argument("--context", default=None)
+    p.add_argument("--input", default="", help="JSONL with 'input' (or 'task') and optional 'context' per line")
+    p.add_argument("--output", default="routes.jsonl")
+    p.add_argument("--model", default="", help="trained router folder (default: the latest under data/)")
+    p.add_argument("--mode", choices=["hybrid", "embedding", "keyword"], default="hybrid")
+    p.add_argument("--backend", choices=["torch", "llamacpp"], default="torch")
+    p.set_defaults(func=_cmd_route)
+    p = sub.add_parser("keywords", help="derive the keyword rules from the templates (print, or --write the catalog)")
+    p.add_argument("--write", action="store_true")
+    p.set_defaults(func=_cmd_keywords)
     return parser
 
 
