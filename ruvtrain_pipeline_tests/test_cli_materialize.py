@@ -27,6 +27,7 @@ def test_dagster_cli_materializes_dataset_chain(tmp_path: Path):
         "trained_adapter": {"config": {"epochs": 1, "triplets_per_epoch": 32, "batch_size": 8, "val_triplets": 16,
                                        "val_examples": 64, "prototype_per_agent": 4, "head_epochs": 10,
                                        "grpo_steps": 5, "max_seq_length": 32, "min_val_accuracy": 0.3}},
+        "gguf_export": {"config": {"verify_texts": 20, "quantizations": ["f32", "q8_0"]}},
     }}))
     env = os.environ | {"DAGSTER_HOME": str(home), "RUVTRAIN_DATA_DIR": str(data), "HF_HUB_OFFLINE": "1"}
     dagster = Path(sys.executable).parent / "dagster"
@@ -47,8 +48,9 @@ def test_dagster_cli_materializes_dataset_chain(tmp_path: Path):
     assert (home / "history").exists() or (home / "storage").exists()
     # no key in the environment: the offline default (encoder-mined negatives) ran
     assert json.loads((data / "hard_negatives" / "report.json").read_text())["provider"] == "mined"
-    # the whole chain ran, training included
+    # the whole chain ran, training and the llama.cpp-verified GGUF export included
     assert (data / "trained_adapter" / "adapter" / "adapter_model.safetensors").exists()
+    assert (data / "gguf_export" / "router-encoder-q8_0.gguf").exists()
 
 
 def test_dagster_cli_claude_provider_against_local_server(tmp_path: Path):
