@@ -76,6 +76,7 @@ def _cmd_route(args: argparse.Namespace) -> int:
     """One request -> one JSON object on stdout; or --input JSONL -> --output JSONL (input object + route fields).
     Exit 0 when every line routed, 1 when malformed lines were skipped (each reported with its line number),
     2 on a usage or model error."""
+    from .core.jsonl import json_lines
     from .core.router import Router, RouterError, default_model_dir
 
     if args.backend != "torch":
@@ -96,27 +97,20 @@ def _cmd_route(args: argparse.Namespace) -> int:
                           **result.as_dict()}, ensure_ascii=False))
         return 0
     rows, skipped = [], 0
-    with open(args.input, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                print(f"{args.input}:{lineno}: skipped: not valid JSON ({exc.msg})", file=sys.stderr)
-                skipped += 1
-                continue
-            text = obj.get("input", obj.get("task")) if isinstance(obj, dict) else None
-            context = obj.get("context") if isinstance(obj, dict) else None
-            if not isinstance(text, str) or not text.strip():
-                print(f"{args.input}:{lineno}: skipped: needs a non-empty 'input' (or 'task') string", file=sys.stderr)
-                skipped += 1
-                continue
-            if context is not None and not isinstance(context, str):
-                print(f"{args.input}:{lineno}: skipped: 'context' must be a string", file=sys.stderr)
-                skipped += 1
-                continue
+    for lineno, obj, error in json_lines(args.input):
+        text = obj.get("input", obj.get("task")) if isinstance(obj, dict) else None
+        context = obj.get("context") if isinstance(obj, dict) else None
+        if error:
+            reason = error
+        elif not isinstance(text, str) or not text.strip():
+            reason = "needs a non-empty 'input' (or 'task') string"
+        elif context is not None and not isinstance(context, str):
+            reason = "'context' must be a string"
+        else:
             rows.append((obj, text, context))
+            continue
+        print(f"{args.input}:{lineno}: skipped: {reason}", file=sys.stderr)
+        skipped += 1
     results = router.route_many([(t, c) for _, t, c in rows], mode=args.mode) if rows else []
     out = Path(args.output)
     tmp = out.with_name(f".{out.name}.tmp")

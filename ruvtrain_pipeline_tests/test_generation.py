@@ -114,3 +114,29 @@ def test_grouped_stratified_split(tiny_catalog):
 def test_bad_ratios_rejected():
     with pytest.raises(ValueError, match="sum to 1"):
         SplitRatios(0.8, 0.15, 0.15).as_array()
+
+
+def test_read_jsonl_round_trip_and_malformed_lines(tiny_catalog, tmp_path):
+    from ruvtrain_pipeline.core.schema import SchemaError, read_jsonl
+
+    df = _base(tiny_catalog, 6)
+    good = tmp_path / "good.jsonl"
+    write_jsonl(df, good)
+    assert read_jsonl(good, tiny_catalog).equals(df.select(read_jsonl(good, tiny_catalog).columns))
+    lines = good.read_text().splitlines()
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("\n".join([lines[0], "{oops", *lines[1:]]) + "\n")
+    with pytest.raises(SchemaError, match=r"bad\.jsonl:2: not valid JSON"):
+        read_jsonl(bad, tiny_catalog)
+    bad.write_text(lines[0] + "\n" + lines[1].replace('"template_id"', '"tmpl"') + "\n")
+    with pytest.raises(SchemaError, match=r"bad\.jsonl:2: missing field 'metadata.template_id'"):
+        read_jsonl(bad, tiny_catalog)
+
+
+def test_peer_loader_names_a_malformed_line(tmp_path):
+    from ruvtrain_pipeline.core.peer import load_peer_cases
+
+    assert load_peer_cases(tmp_path / "absent") is None
+    (tmp_path / "cases.jsonl").write_text('{"task": "a", "expected_agent": "coder"}\n[1, 2]\n')
+    with pytest.raises(ValueError, match=r"cases\.jsonl:2: expected a JSON object"):
+        load_peer_cases(tmp_path)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import polars as pl
+
+from .jsonl import json_lines
 
 
 def load_peer_cases(folder: Path | str) -> pl.DataFrame | None:
@@ -14,13 +15,9 @@ def load_peer_cases(folder: Path | str) -> pl.DataFrame | None:
     files = sorted(path.glob("*.jsonl")) if path.is_dir() else []
     rows = []
     for f in files:
-        for lineno, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{f}:{lineno}: not valid JSON ({exc.msg})") from exc
+        for lineno, obj, error in json_lines(f):
+            if error or not isinstance(obj, dict):
+                raise ValueError(f"{f}:{lineno}: {error or 'expected a JSON object'}")
             rows.append({"file": f.name, "task": str(obj.get("task", "")),
                          "expected_agent": str(obj.get("expected_agent", "")),
                          "difficulty": str(obj.get("difficulty", ""))})

@@ -6,13 +6,13 @@ the seed JSONL shape: `input`, `context`, `output_agent`, `metadata{...}`.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from .catalog import Catalog
+from .jsonl import json_lines
 
 AUGMENTATION_KINDS = ("base", "paraphrase", "complexity", "domain", "noise")
 SPLITS = ("train", "validation", "test")
@@ -141,22 +141,17 @@ def write_jsonl(df: pl.DataFrame, path: Path) -> None:
 def read_jsonl(path: Path, catalog: Catalog) -> pl.DataFrame:
     """Read a seed-format JSONL file; a malformed line is reported with its line number."""
     rows: list[dict[str, Any]] = []
-    with Path(path).open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise SchemaError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from exc
-            for key in ("input", "context", "output_agent", "metadata"):
-                if key not in obj:
-                    raise SchemaError(f"{path}:{lineno}: missing field '{key}'")
-            meta = obj["metadata"]
-            missing = [f for f in METADATA_FIELDS if f not in meta]
-            if missing:
-                raise SchemaError(f"{path}:{lineno}: missing field 'metadata.{missing[0]}'")
-            rows.append({k: obj[k] for k in ("input", "context", "output_agent")} | {f: meta[f] for f in METADATA_FIELDS})
+    for lineno, obj, error in json_lines(path):
+        if error:
+            raise SchemaError(f"{path}:{lineno}: {error}")
+        for key in ("input", "context", "output_agent", "metadata"):
+            if not isinstance(obj, dict) or key not in obj:
+                raise SchemaError(f"{path}:{lineno}: missing field '{key}'")
+        meta = obj["metadata"]
+        missing = [f for f in METADATA_FIELDS if not isinstance(meta, dict) or f not in meta]
+        if missing:
+            raise SchemaError(f"{path}:{lineno}: missing field 'metadata.{missing[0]}'")
+        rows.append({k: obj[k] for k in ("input", "context", "output_agent")} | {f: meta[f] for f in METADATA_FIELDS})
     df = pl.DataFrame(rows, schema=EXAMPLE_SCHEMA, orient="row")
     problems = validate_examples(df, catalog, source=str(path))
     if problems:
