@@ -79,15 +79,13 @@ def _cmd_route(args: argparse.Namespace) -> int:
     from .core.jsonl import json_lines
     from .core.router import Router, RouterError, default_model_dir
 
-    if args.backend != "torch":
-        print("error: backend 'llamacpp' needs the GGUF export, which is not built yet; use --backend torch",
-              file=sys.stderr)
-        return 2
     if bool(args.request) == bool(args.input):
         print("error: give a request text or --input FILE (not both)", file=sys.stderr)
         return 2
     try:
-        router = Router(Path(args.model) if args.model else default_model_dir())
+        router = Router(Path(args.model) if args.model else default_model_dir(), backend=args.backend,
+                        quantization=args.quantization)
+        _ = router.encoder  # load now, so a broken model fails before any input is read
     except RouterError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -140,9 +138,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--context", default=None)
     p.add_argument("--input", default="", help="JSONL with 'input' (or 'task') and optional 'context' per line")
     p.add_argument("--output", default="routes.jsonl")
-    p.add_argument("--model", default="", help="trained router folder (default: the latest under data/)")
+    p.add_argument("--model", default="", help="gguf_export or trained_adapter folder (default: the latest "
+                   "materialized gguf_export under data/, else trained_adapter)")
     p.add_argument("--mode", choices=["hybrid", "embedding", "keyword"], default="hybrid")
-    p.add_argument("--backend", choices=["torch", "llamacpp"], default="torch")
+    p.add_argument("--backend", choices=["torch", "llamacpp"], default="torch",
+                   help="torch: sentence-transformers + LoRA adapter; llamacpp: the GGUF encoder (no torch import)")
+    p.add_argument("--quantization", choices=["f32", "f16", "q8_0"], default="q8_0",
+                   help="which GGUF encoder the llamacpp backend loads")
     p.set_defaults(func=_cmd_route)
     p = sub.add_parser("keywords", help="derive the keyword rules from the templates (print, or --write the catalog)")
     p.add_argument("--write", action="store_true")

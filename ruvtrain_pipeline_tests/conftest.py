@@ -61,3 +61,23 @@ def real_catalog():
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(7)
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline(tmp_path_factory):
+    """The whole chain materialized once on a tiny catalog and tiny training settings (shared by the router, export
+    and evaluation tests): a namespace with `root`, `data` and the Dagster `result`."""
+    from types import SimpleNamespace
+
+    from ruvtrain_pipeline.definitions import all_assets
+
+    from .test_assets import _materialize
+    from .test_training import _config
+
+    root = tmp_path_factory.mktemp("pipeline")
+    catalog_dir = write_tiny_catalog(root / "catalog")
+    cfg = _config(catalog_dir, root)
+    cfg["ops"]["gguf_export"] = {"config": {"verify_texts": 40}}
+    result = _materialize(root / "data", cfg, assets=all_assets)
+    assert result.success
+    return SimpleNamespace(root=root, data=root / "data", result=result, catalog_dir=catalog_dir)

@@ -10,8 +10,6 @@ from ruvtrain_pipeline.cli import main
 from ruvtrain_pipeline.core.catalog import load_catalog
 from ruvtrain_pipeline.core.keywords import KEYWORDS_FILE, KeywordMatcher, derive_rules
 
-from .conftest import write_tiny_catalog
-
 FIELDS = {"agent_type", "agent", "complexity", "model", "confidence", "method", "runner_up"}
 
 
@@ -32,16 +30,13 @@ def test_keyword_matcher_decides_only_when_clear():
 
 
 @pytest.fixture(scope="module")
-def trained_dir(tmp_path_factory):
-    from ruvtrain_pipeline.definitions import all_assets
+def trained_dir(tiny_pipeline):
+    return tiny_pipeline.data / "trained_adapter"
 
-    from .test_assets import _materialize
-    from .test_training import _config
 
-    root = tmp_path_factory.mktemp("router")
-    catalog_dir = write_tiny_catalog(root / "catalog")
-    assert _materialize(root / "data", _config(catalog_dir, root), assets=all_assets).success
-    return root / "data" / "trained_adapter"
+@pytest.fixture(scope="module")
+def export_dir(tiny_pipeline):
+    return tiny_pipeline.data / "gguf_export"
 
 
 @pytest.mark.slow
@@ -89,4 +84,57 @@ def test_route_without_a_model_says_what_to_do(tmp_path, capsys, monkeypatch):
     assert main(["route", "fix the flaky test"]) == 2
     assert "no trained router under" in capsys.readouterr().err
     assert main(["route", "x", "--model", str(tmp_path)]) == 2
-    assert "not a trained router folder (missing adapter" in capsys.readouterr().err
+    assert "neither a gguf_export folder" in capsys.readouterr().err
+    assert main(["route", "x", "--model", str(tmp_path / "nope")]) == 2
+    assert "no such router folder" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_llamacpp_backend_routes_like_torch(export_dir, tmp_path, capsys):
+    src = tmp_path / "tasks.jsonl"
+    tasks = ["add password reset to the Django backend", "write a README for the CLI",
+             "why does the worker crash on startup?", "plan the migration milestones for Q3",
+             "review PR 12 for readability", "threat model the payments API"]
+    src.write_text("".join(json.dumps({"input": t}) + "\n" for t in tasks) + "[1, 2]\n")
+    routes = {}
+    for backend, quant in (("torch", "q8_0"), ("llamacpp", "f32"), ("llamacpp", "q8_0")):
+        out = tmp_path / f"{backend}-{quant}.jsonl"
+        code = main(["route", "--input", str(src), "--output", str(out), "--model", str(export_dir),
+                     "--backend", backend, "--quantization", quant, "--mode", "embedding"])
+        assert code == 1 and f"{src}:7: skipped" in capsys.readouterr().err
+        routes[(backend, quant)] = [json.loads(line) for line in out.read_text().splitlines()]
+    torch_rows = routes[("torch", "q8_0")]
+    assert len(torch_rows) == len(tasks)
+    for key in (("llamacpp", "f32"), ("llamacpp", "q8_0")):
+        assert [r["agent_type"] for r in routes[key]] == [r["agent_type"] for r in torch_rows], key
+        for a, b in zip(routes[key], torch_rows, strict=True):
+            assert abs(a["confidence"] - b["confidence"]) < 0.05
+
+
+@pytest.mark.slow
+def test_llamacpp_backend_never_imports_torch(export_dir):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, json\n"
+        "from ruvtrain_pipeline.cli import main\n"
+        f"rc = main(['route', 'set up CI for the monorepo', '--model', {str(export_dir)!r}, '--backend', 'llamacpp'])\n"
+        "assert rc == 0, rc\n"
+        "print('TORCH_LOADED' if 'torch' in sys.modules else 'NO_TORCH')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.strip().splitlines()
+    assert lines[-1] == "NO_TORCH"
+    assert json.loads(lines[0])["method"] in ("keyword", "embedding")
+
+
+@pytest.mark.slow
+def test_default_model_is_the_latest_gguf_export(tiny_pipeline, capsys, monkeypatch):
+    from ruvtrain_pipeline.core.router import default_model_dir
+
+    monkeypatch.setenv("RUVTRAIN_DATA_DIR", str(tiny_pipeline.data))
+    assert default_model_dir() == tiny_pipeline.data / "gguf_export"
+    assert main(["route", "write unit tests for the parser", "--backend", "llamacpp"]) == 0
+    assert FIELDS <= set(json.loads(capsys.readouterr().out))

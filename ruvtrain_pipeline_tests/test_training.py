@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 
 from ruvtrain_pipeline.definitions import all_assets
 
-from .test_assets import _materialize, run_config
+from .test_assets import DATASET_ASSETS, _materialize, run_config
 
 pytestmark = pytest.mark.slow
 
@@ -18,6 +18,9 @@ TINY_TRAIN = {
     "val_examples": 80, "prototype_per_agent": 4, "head_epochs": 15, "grpo_steps": 20, "grpo_group_size": 4,
     "max_seq_length": 32, "min_val_accuracy": 0.5, "patience": 3,
 }
+# the dataset chain and training, without the export and evaluation downstream
+TRAINING_ASSETS = [a for a in all_assets if any(k.to_user_string() in [*DATASET_ASSETS, "trained_adapter"]
+                                                for k in a.keys)]
 
 
 def _config(catalog_dir, tmp_path, seed=42, **train):
@@ -27,10 +30,8 @@ def _config(catalog_dir, tmp_path, seed=42, **train):
     return cfg
 
 
-def test_trained_adapter_end_to_end(tiny_catalog_dir, tmp_path):
-    data = tmp_path / "data"
-    result = _materialize(data, _config(tiny_catalog_dir, tmp_path), assets=all_assets)
-    assert result.success
+def test_trained_adapter_end_to_end(tiny_pipeline):
+    data, result = tiny_pipeline.data, tiny_pipeline.result
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert checks["adapter_quality"] is True
     out = data / "trained_adapter"
@@ -59,7 +60,7 @@ def test_trained_adapter_end_to_end(tiny_catalog_dir, tmp_path):
 
 def test_failing_quality_check_blocks(tiny_catalog_dir, tmp_path):
     result = _materialize(tmp_path / "data", _config(tiny_catalog_dir, tmp_path, min_val_accuracy=1.01),
-                          raise_on_error=False, assets=all_assets)
+                          raise_on_error=False, assets=TRAINING_ASSETS)
     evals = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert evals["adapter_quality"] is False
 
@@ -73,7 +74,7 @@ def test_grpo_with_claude_judge_through_local_server(tiny_catalog_dir, tmp_path)
     cfg = _config(tiny_catalog_dir, tmp_path, grpo_judge="claude", judge_max_tasks=40, judge_tasks_per_request=10)
     with messages_api_server(ServerState(script=["500"])) as (url, state):
         resource = AnthropicResource(api_key=key, base_url=url, cache_dir=str(tmp_path / "cache"), max_retries=0)
-        result = _materialize(tmp_path / "data", cfg, anthropic=resource, assets=all_assets)
+        result = _materialize(tmp_path / "data", cfg, anthropic=resource, assets=TRAINING_ASSETS)
         assert result.success
         calls = sum(1 for r in state.requests if r["path"] == "/v1/messages")
     md = result.asset_materializations_for_node("trained_adapter")[0].metadata
@@ -93,7 +94,7 @@ def test_same_seed_same_metrics(tiny_catalog_dir, tmp_path):
     metrics = []
     for run in ("a", "b"):
         data = tmp_path / run
-        assert _materialize(data, _config(tiny_catalog_dir, tmp_path), assets=all_assets).success
+        assert _materialize(data, _config(tiny_catalog_dir, tmp_path), assets=TRAINING_ASSETS).success
         m = json.loads((data / "trained_adapter" / "metadata.json").read_text())["metrics"]
         metrics.append({k: round(v, 3) for k, v in m.items() if isinstance(v, float) and not k.startswith("seconds")})
     assert metrics[0] == metrics[1]

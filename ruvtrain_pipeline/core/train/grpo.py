@@ -109,6 +109,6 @@ def grpo_train(
         loss.backward()
         opt.step()
         curves["mean_reward"].append(float(r.mean()))
-        curves["kl"].append(float(kl.mean()))
+        curves["kl"].append(float(kl.mean().detach()))
     policy.eval()
     return policy, curves
