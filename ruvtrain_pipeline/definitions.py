@@ -6,11 +6,11 @@ import os
 
 from dagster import Definitions, EnvVar, load_assets_from_modules
 
-from .assets import dataset, export, training
+from .assets import dataset, evaluation, export, training
 from .jobs import dataset_job, full_pipeline_job, training_job
 from .resources import AnthropicResource, BaseEncoder, PipelineStorage
 
-all_assets = load_assets_from_modules([dataset, training, export])
+all_assets = load_assets_from_modules([dataset, training, export, evaluation])
 
 defs = Definitions(
     assets=all_assets,

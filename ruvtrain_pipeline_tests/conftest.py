@@ -63,6 +63,10 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(7)
 
 
+def eval_config(**overrides) -> dict:
+    return {"peer_benchmark_dir": str(PEER_DIR), "latency_requests": 10} | overrides
+
+
 @pytest.fixture(scope="session")
 def tiny_pipeline(tmp_path_factory):
     """The whole chain materialized once on a tiny catalog and tiny training settings (shared by the router, export
@@ -78,6 +82,7 @@ def tiny_pipeline(tmp_path_factory):
     catalog_dir = write_tiny_catalog(root / "catalog")
     cfg = _config(catalog_dir, root)
     cfg["ops"]["gguf_export"] = {"config": {"verify_texts": 40}}
+    cfg["ops"]["evaluation_report"] = {"config": eval_config()}
     result = _materialize(root / "data", cfg, assets=all_assets)
     assert result.success
     return SimpleNamespace(root=root, data=root / "data", result=result, catalog_dir=catalog_dir)

@@ -138,3 +138,18 @@ def test_default_model_is_the_latest_gguf_export(tiny_pipeline, capsys, monkeypa
     assert default_model_dir() == tiny_pipeline.data / "gguf_export"
     assert main(["route", "write unit tests for the parser", "--backend", "llamacpp"]) == 0
     assert FIELDS <= set(json.loads(capsys.readouterr().out))
+
+
+def test_keyword_prefilter_matches_plain_regex_search():
+    from collections import Counter
+
+    from ruvtrain_pipeline.core.keywords import _pattern
+
+    m = KeywordMatcher({"documenter": ["readme", "how to"], "devops": ["ci/cd", "github actions"],
+                        "coder": ["c++"], "planner": ["migration plan"]})
+    texts = ["How-to guide + README", "set up CI/CD with GitHub   Actions", "port it to C++ and write a readme",
+             "migration-plan for Q3", "migrationplan", "readme.md is stale", "no match here", "c++17 build",
+             "write_readme"]
+    for t in texts:
+        plain = Counter(a for a, ps in m.rules.items() for p in ps if _pattern(p).search(t.lower()))
+        assert m.scores(t) == plain, t

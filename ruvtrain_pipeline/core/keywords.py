@@ -17,6 +17,7 @@ import yaml
 from .catalog import CATALOG_DIR, PLACEHOLDER_RE, Catalog
 
 KEYWORDS_FILE = CATALOG_DIR / "keywords.yaml"
+_WORD = re.compile(r"[a-z0-9]+")
 
 
 def _phrase(tag: str) -> str:
@@ -54,7 +55,15 @@ class KeywordMatcher:
     rules: dict[str, list[str]]
 
     def __post_init__(self) -> None:
-        self._compiled = [(agent, phrase, _pattern(phrase)) for agent, ps in self.rules.items() for phrase in ps]
+        # A rule can only match when each of its words is a whole word of the text, so one tokenization pass
+        # rules out most patterns before any regex runs (same result, ~10x faster). Phrases with other characters
+        # than [a-z0-9] in a word are always searched.
+        self._compiled = []
+        for agent, ps in self.rules.items():
+            for phrase in ps:
+                words = phrase.split()
+                needed = frozenset(words) if all(_WORD.fullmatch(w) for w in words) else None
+                self._compiled.append((agent, needed, _pattern(phrase)))
 
     @classmethod
     def load(cls, path: Path | str = KEYWORDS_FILE) -> KeywordMatcher:
@@ -63,7 +72,9 @@ class KeywordMatcher:
 
     def scores(self, text: str) -> Counter:
         low = text.lower()
-        return Counter(agent for agent, _phrase_, pat in self._compiled if pat.search(low))
+        words = set(_WORD.findall(low))
+        return Counter(agent for agent, needed, pat in self._compiled
+                       if (needed is None or needed <= words) and pat.search(low))
 
     def decide(self, text: str) -> tuple[str | None, float, str | None]:
         """(agent, confidence, runner-up); confident only when one agent's rules match clearly more than any other."""

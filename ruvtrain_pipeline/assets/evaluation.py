@@ -1,0 +1,320 @@
+"""evaluation_report: scores the exported router on held-out sets (generated test split, the hand-written realistic
+set, the peer benchmarks when present) in every routing mode and backend, against the zero-shot base encoder, and
+writes report.md, a self-contained report.html, metrics.json and PNG plots."""
+
+import json
+import os
+import statistics
+import time
+
+import numpy as np
+import polars as pl
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    Config,
+    DataVersion,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
+from pydantic import Field
+
+from ..core.catalog import CATALOG_DIR, Catalog
+from ..core.io import atomic_dir, dir_digest
+from ..resources import BaseEncoder, PipelineStorage
+
+GOAL_SETS = ("realistic", "peer96")
+GOALS = {"category_acc": (">=", 0.90), "agent_acc": (">=", 0.85), "tier_acc": (">=", 0.80),
+         "saving_vs_opus": (">=", 0.50), "under_tier_rate": ("<=", 0.02)}
+
+
+class EvaluationConfig(Config):
+    realistic_path: str = Field(default=str(CATALOG_DIR / "eval" / "realistic.jsonl"),
+                                description="Hand-written realistic requests (JSONL with labels).")
+    peer_benchmark_dir: str = Field(default="../shared/benchmarks/peer",
+                                    description="Read-only peer benchmark folder; the report says so when absent.")
+    gguf_quantizations: list[str] = Field(default_factory=lambda: ["f32", "q8_0"],
+                                          description="GGUF encoders scored through the llamacpp backend.")
+    latency_requests: int = Field(default=100, description="Single-request calls timed per backend.")
+    realistic_floor_agent_acc: float = Field(default=0.80, description="WARN below this on the realistic set.")
+    realistic_floor_category_acc: float = Field(default=0.85, description="WARN below this on the realistic set.")
+    regression_margin: float = Field(default=0.02, description="WARN when a headline metric drops more than this.")
+
+
+def _latency(fn, texts: list[str], n: int) -> dict:
+    texts = texts[:n]
+    for t in texts[:5]:
+        fn([t])
+    times = []
+    for t in texts:
+        t0 = time.perf_counter()
+        fn([t])
+        times.append((time.perf_counter() - t0) * 1000)
+    t0 = time.perf_counter()
+    fn(texts)
+    batch = len(texts) / (time.perf_counter() - t0)
+    qs = statistics.quantiles(times, n=100, method="inclusive") if len(times) > 1 else [times[0]] * 99
+    return {"p50_ms": round(qs[49], 2), "p95_ms": round(qs[94], 2), "batch_req_per_s": round(batch, 1),
+            "requests": len(texts)}
+
+
+@asset(
+    group_name="evaluation",
+    deps=["gguf_export", "trained_adapter", "dataset_splits", "seed_templates"],
+    description="Held-out evaluation of the exported router: test split, hand-written realistic set and peer "
+    "benchmarks; every routing mode and backend vs the zero-shot base encoder; accuracy, macro-F1, per-class P/R, "
+    "confusion, tier accuracy, cost vs always-opus and oracle, under-tiering, hard-negative accuracy, latency, "
+    "regression vs the previous report.",
+    check_specs=[AssetCheckSpec("realistic_accuracy_floor", asset="evaluation_report"),
+                 AssetCheckSpec("no_regression", asset="evaluation_report")],
+    kinds={"python", "pytorch"},
+)
+def evaluation_report(context: AssetExecutionContext, config: EvaluationConfig, storage: PipelineStorage,
+                      encoder: BaseEncoder) -> MaterializeResult:
+    from ..core import evaluate as ev
+    from ..core.report import (
+        Section,
+        plot_accuracy_by_mode,
+        plot_confusion,
+        plot_cost_vs_accuracy,
+        plot_training_curves,
+        render_html,
+        render_markdown,
+    )
+    from ..core.router import Router, request_text
+
+    storage.require("gguf_export", "router-sidecar.gguf")
+    catalog = Catalog.from_dict(json.loads(storage.require("seed_templates", "catalog.json").read_text()))
+    export_dir = storage.asset_dir("gguf_export")
+    adapter_meta = json.loads(storage.require("trained_adapter", "metadata.json").read_text())
+    routing = {"table": catalog.routing, "models": catalog.models, "tier_order": catalog.tier_order,
+               "typical_request": catalog.typical_request}
+    agent_category = {a: d["category"] for a, d in catalog.agents.items()}
+
+    sets = [ev.load_split(storage.require("dataset_splits", "data/test.parquet"), agent_category, "test")]
+    sets.append(ev.load_realistic(config.realistic_path, agent_category, routing, catalog.complexities))
+    peer_sets = ev.load_peer_sets(config.peer_benchmark_dir, agent_category, routing)
+    sets += peer_sets
+    notes = [] if peer_sets else [f"Peer benchmarks absent at {config.peer_benchmark_dir}: not scored."]
+
+    torch_router = Router(export_dir, backend="torch", base_model=encoder.resolved_path())
+    agent_labels = torch_router.labels["agent_types"]
+    routers = {"torch": torch_router}
+    try:
+        import llama_cpp  # noqa: F401
+
+        for q in config.gguf_quantizations:
+            if (export_dir / f"router-encoder-{q}.gguf").exists():
+                routers[f"gguf-{q}"] = Router(export_dir, backend="llamacpp", quantization=q)
+    except ImportError:
+        notes.append("llama-cpp-python not installed: GGUF backends not scored.")
+
+    descriptions = [catalog.agents[a]["description"] for a in agent_labels]
+    desc_emb = encoder.encode(descriptions)
+    results: dict[str, dict[str, dict]] = {}
+    score_args = (agent_labels, agent_category, catalog.categories, routing)
+    for s in sets:
+        texts = [request_text(i, c) for i, c in zip(s.inputs, s.contexts, strict=True)]
+        variants: dict[str, dict] = {}
+        base_emb = encoder.encode(texts)
+        zs = ev.zero_shot_agents(base_emb, desc_emb, agent_labels)
+        # the zero-shot baseline has no complexity model: every request is routed as Moderate
+        zs_models = [routing["table"][agent_category[a]]["Moderate"] for a in zs]
+        variants["zero-shot base"] = ev.score_routes(s, zs, zs_models, *score_args)
+        for name, router in routers.items():
+            emb = router.embed(texts)
+            modes = ("keyword", "embedding", "hybrid") if name == "torch" else ("hybrid",)
+            for mode in modes:
+                routes = router.route_embedded(texts, emb, mode)
+                label = mode if name == "torch" else f"hybrid {name}"
+                variants[label] = ev.score_routes(s, [r.agent_type for r in routes], [r.model for r in routes],
+                                                  *score_args)
+        results[s.name] = variants
+        context.log.info(f"{s.name}: n={len(s)} hybrid agent {variants['hybrid']['agent_acc']:.4f} "
+                         f"category {variants['hybrid']['category_acc']:.4f}")
+
+    # hard-negative accuracy on the held-out (test-split) triplets
+    trip = pl.read_parquet(storage.require("dataset_splits", "triplets/test.parquet"))
+    trip = trip.filter(pl.col("positive").is_in(agent_labels) & pl.col("negative").is_in(agent_labels))
+    anchors = [request_text(a, c) for a, c in zip(trip["anchor"], trip["context"], strict=True)]
+    hard = trip["is_hard"].to_numpy() if len(trip) else np.zeros(0, dtype=bool)
+    pos, neg = trip["positive"].to_list(), trip["negative"].to_list()
+    hn: dict[str, dict] = {}
+    for name, emb, vectors in (("trained (prototypes)", torch_router.embed(anchors) if anchors else None,
+                                torch_router.prototypes),
+                               ("zero-shot base (descriptions)", encoder.encode(anchors) if anchors else None, desc_emb)):
+        if emb is None:
+            continue
+        hn[name] = {"all": ev.hard_negative_accuracy(emb, pos, neg, vectors, agent_labels),
+                    "hard_only": ev.hard_negative_accuracy(emb[hard], [p for p, h in zip(pos, hard, strict=True) if h],
+                                                           [n for n, h in zip(neg, hard, strict=True) if h], vectors,
+                                                           agent_labels),
+                    "triplets": len(pos), "hard_triplets": int(hard.sum())}
+
+    realistic_texts = [request_text(i, c) for i, c in zip(sets[1].inputs, sets[1].contexts, strict=True)]
+    latency = {name: _latency(lambda ts, r=router: r.route_many([(t, None) for t in ts], "hybrid"), realistic_texts,
+                              config.latency_requests) for name, router in routers.items()}
+
+    headline = ev.flat_headline(results)
+    out_dir = storage.asset_dir("evaluation_report")
+    previous_path = out_dir / "metrics.json"
+    previous = json.loads(previous_path.read_text())["headline"] if previous_path.exists() else {}
+    regressed = ev.regressions(headline, previous, config.regression_margin)
+
+    goal_rows, goal_misses = [], []
+    for set_name in GOAL_SETS:
+        m = results.get(set_name, {}).get("hybrid")
+        if m is None:
+            continue
+        for metric, (op, target) in GOALS.items():
+            value = m.get(metric)
+            met = value is not None and (value >= target if op == ">=" else value <= target)
+            goal_rows.append([set_name, metric, f"{op} {target}", value, "yes" if met else "NO"])
+            if not met:
+                goal_misses.append(f"{set_name} {metric} {value} (goal {op} {target})")
+
+    with atomic_dir(out_dir) as tmp:
+        images = []
+        for set_name in ("realistic", "peer96"):
+            if set_name in results:
+                m = results[set_name]["hybrid"]
+                images.append(plot_confusion(m["agent"]["confusion"], agent_labels, f"{set_name}: agent type (hybrid)",
+                                             tmp / f"confusion_agent_{set_name}.png"))
+                images.append(plot_confusion(m["category"]["confusion"], catalog.categories,
+                                             f"{set_name}: category (hybrid)", tmp / f"confusion_category_{set_name}.png"))
+        images.append(plot_accuracy_by_mode(results, "agent_acc", tmp / "accuracy_by_mode.png"))
+        cost_points = [(f"{s}:{v}", 1 - m["saving_vs_opus"], m["tier_acc"]) for s, vs in results.items()
+                       for v, m in vs.items() if s in GOAL_SETS and "tier_acc" in m and v in ("hybrid", "zero-shot base")]
+        cost_points += [(f"{s}:oracle", 1 - results[s]["hybrid"]["oracle_saving_vs_opus"], 1.0) for s in GOAL_SETS
+                        if s in results and "oracle_saving_vs_opus" in results[s]["hybrid"]]
+        images.append(plot_cost_vs_accuracy(cost_points, tmp / "cost_vs_accuracy.png"))
+        if adapter_meta.get("curves"):
+            images.append(plot_training_curves(adapter_meta["curves"], tmp / "training_curves.png"))
+
+        sections = _sections(Section, results, goal_rows, hn, latency, headline, previous, regressed, notes, sets,
+                             adapter_meta, agent_labels)
+        for s in sections:
+            s.images = [i for i in images if _image_section(i) == s.title]
+        title = "ruvtrain router evaluation"
+        (tmp / "report.md").write_text(render_markdown(title, sections), encoding="utf-8")
+        (tmp / "report.html").write_text(render_html(title, sections, tmp), encoding="utf-8")
+        # metrics.json: the flat numbers DVC and the regression check compare; results.json: everything else
+        metrics = {"headline": headline, "hard_negative_accuracy": {k: v["all"] for k, v in hn.items()},
+                   "latency_p50_ms": {k: v["p50_ms"] for k, v in latency.items()}}
+        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        details = {"results": results, "hard_negative_accuracy": hn, "latency": latency,
+                   "goals": {"rows": goal_rows, "misses": goal_misses}, "previous_headline": previous,
+                   "sets": {s.name: {"n": len(s), "source": s.source} for s in sets},
+                   "model": {"gguf_export": dir_digest(export_dir),
+                             "trained_adapter_data_versions": adapter_meta.get("data_versions", {})}}
+        (tmp / "results.json").write_text(json.dumps(details, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+    numeric = {f"{s}_{k}": v for s in ("test", "realistic", "peer96", "peer20") for k, v in
+               ((k, results.get(s, {}).get("hybrid", {}).get(k)) for k in ev.HEADLINE) if isinstance(v, int | float)}
+    floor_problems = []
+    real = results["realistic"]["hybrid"]
+    if real["agent_acc"] < config.realistic_floor_agent_acc:
+        floor_problems.append(f"realistic agent_acc {real['agent_acc']} < {config.realistic_floor_agent_acc}")
+    if real["category_acc"] < config.realistic_floor_category_acc:
+        floor_problems.append(f"realistic category_acc {real['category_acc']} < {config.realistic_floor_category_acc}")
+    checks = [
+        AssetCheckResult(check_name="realistic_accuracy_floor", passed=not floor_problems,
+                         severity=AssetCheckSeverity.WARN,
+                         metadata={"agent_acc": real["agent_acc"], "category_acc": real["category_acc"],
+                                   **({"problems": MetadataValue.md("\n".join(f"- {p}" for p in floor_problems))}
+                                      if floor_problems else {})}),
+        AssetCheckResult(check_name="no_regression", passed=not regressed, severity=AssetCheckSeverity.WARN,
+                         metadata={"previous_report": bool(previous), "regressed": len(regressed),
+                                   **({"problems": MetadataValue.md("\n".join(f"- {p}" for p in regressed[:20]))}
+                                      if regressed else {})}),
+    ]
+    return MaterializeResult(
+        metadata={"headline": MetadataValue.md(sections[0].text + "\n\n" + _md(sections[0])), **numeric,
+                  "goals_missed": len(goal_misses), "path": MetadataValue.path(str(out_dir)),
+                  "report": MetadataValue.path(str(out_dir / "report.html"))},
+        check_results=checks,
+        data_version=DataVersion(dir_digest(out_dir)),
+    )
+
+
+def _md(section) -> str:
+    from ..core.report import md_table
+
+    return md_table(section.header, section.rows)
+
+
+def _image_section(name: str) -> str:
+    if name.startswith("confusion"):
+        return "Confusion matrices"
+    if name.startswith("accuracy"):
+        return "Routing modes and backends"
+    if name.startswith("cost"):
+        return "Cost and tiers"
+    return "Training curves"
+
+
+def _sections(Section, results, goal_rows, hn, latency, headline, previous, regressed, notes, sets, adapter_meta,
+              agent_labels) -> list:
+    head_rows = []
+    for s in sets:
+        m = results[s.name]["hybrid"]
+        head_rows.append([s.name, m["n"], m["agent_acc"], m["category_acc"], m["agent_macro_f1"], m.get("tier_acc"),
+                          m.get("under_tier_rate"), m.get("saving_vs_opus"), m.get("oracle_saving_vs_opus")])
+    sections = [Section(
+        "Headline",
+        "Hybrid router (keyword rules first, embedding heads otherwise), torch backend, on held-out sets only. "
+        "Tier metrics need a complexity label (peer20 has none). Cost at the catalog's typical request size.",
+        ["set", "n", "agent acc (13)", "category acc (5)", "agent macro-F1", "tier acc", "under-tier",
+         "saving vs opus", "oracle saving"], head_rows)]
+    sections.append(Section("Goals (realistic and peer96)", "", ["set", "metric", "goal", "value", "met"], goal_rows))
+    mode_rows = []
+    for s in sets:
+        for v, m in results[s.name].items():
+            mode_rows.append([s.name, v, m["agent_acc"], m["category_acc"], m["agent_macro_f1"], m["coverage"],
+                              m.get("tier_acc"), m.get("under_tier_rate"), m.get("saving_vs_opus")])
+    sections.append(Section(
+        "Routing modes and backends",
+        "zero-shot base = the untrained base encoder routing to the nearest agent description (no complexity model: "
+        "every request routed as Moderate). keyword = the catalog's keyword rules alone (unmatched requests are "
+        "unrouted and fall back to the top tier). hybrid gguf-* = the exported GGUF run by llama.cpp.",
+        ["set", "variant", "agent acc", "category acc", "agent macro-F1", "coverage", "tier acc", "under-tier",
+         "saving vs opus"], mode_rows))
+    real = results.get("realistic", {}).get("hybrid")
+    if real:
+        pc = real["agent"]["per_class"]
+        sections.append(Section("Per-class precision and recall (realistic, hybrid)", "",
+                                ["agent type", "precision", "recall", "F1", "support"],
+                                [[a, pc[a]["precision"], pc[a]["recall"], pc[a]["f1"], pc[a]["support"]]
+                                 for a in agent_labels]))
+    sections.append(Section("Confusion matrices", "Rows are the true label, columns the routed one."))
+    sections.append(Section("Cost and tiers", "Tier accuracy and cost relative to always-opus; the oracle routes "
+                            "every request to its labelled tier."))
+    sections.append(Section(
+        "Hard-negative accuracy",
+        "Held-out (test split) triplets: share where the anchor is closer to its positive agent than to the negative "
+        "agent.", ["encoder", "all", "hard only", "triplets", "hard triplets"],
+        [[k, v["all"], v["hard_only"], v["triplets"], v["hard_triplets"]] for k, v in hn.items()]))
+    sections.append(Section(
+        "Latency on this machine",
+        f"Hybrid routing of the realistic requests, one request per call and one batch; {os.cpu_count()} CPU cores.",
+        ["backend", "p50 ms", "p95 ms", "batch req/s", "requests"],
+        [[k, v["p50_ms"], v["p95_ms"], v["batch_req_per_s"], v["requests"]] for k, v in latency.items()]))
+    if previous:
+        keys = [k for k in sorted(headline) if k in previous and ".hybrid." in k]
+        sections.append(Section(
+            "Regression vs the previous report",
+            "Regressed beyond the margin: " + ("; ".join(regressed) if regressed else "none"),
+            ["metric", "previous", "now", "delta"],
+            [[k, previous[k], headline[k], round(headline[k] - previous[k], 4)] for k in keys]))
+    else:
+        sections.append(Section("Regression vs the previous report", "No previous report: this is the first."))
+    m = adapter_meta.get("metrics", {})
+    sections.append(Section("Training curves", f"From the trained adapter's metadata: {m.get('contrastive_steps')} "
+                            f"contrastive steps, best epoch {m.get('best_epoch')}, GRPO kept: "
+                            f"{m.get('grpo', {}).get('kept') if isinstance(m.get('grpo'), dict) else 'n/a'}."))
+    sections.append(Section("Sets", "\n\n".join(notes) if notes else "",
+                            ["set", "n", "source"], [[s.name, len(s), s.source] for s in sets]))
+    return sections
