@@ -6,15 +6,19 @@ import os
 
 from dagster import Definitions, EnvVar, load_assets_from_modules
 
-from .assets import dataset, evaluation, export, training
+from .assets import dataset, evaluation, export, feedback, training
 from .jobs import dataset_job, full_pipeline_job, training_job
 from .resources import AnthropicResource, BaseEncoder, PipelineStorage
+from .schedules import monitoring, monitoring_job, quarterly_retrain
+from .sensors import feedback_retrain_job, feedback_sensor
 
-all_assets = load_assets_from_modules([dataset, training, export, evaluation])
+all_assets = load_assets_from_modules([dataset, training, export, evaluation, feedback])
 
 defs = Definitions(
     assets=all_assets,
-    jobs=[dataset_job, training_job, full_pipeline_job],
+    jobs=[dataset_job, training_job, full_pipeline_job, feedback_retrain_job, monitoring_job],
+    schedules=[quarterly_retrain, monitoring],
+    sensors=[feedback_sensor],
     resources={
         "storage": PipelineStorage(data_dir=os.environ.get("RUVTRAIN_DATA_DIR", "data")),
         # EnvVar keeps the key out of the run config shown in the UI; without it the pipeline runs offline (mined)

@@ -38,6 +38,8 @@ class EvaluationConfig(Config):
                                     description="Read-only peer benchmark folder; the report says so when absent.")
     gguf_quantizations: list[str] = Field(default_factory=lambda: ["f32", "q8_0"],
                                           description="GGUF encoders scored through the llamacpp backend.")
+    tier_confidences: list[float] = Field(default_factory=lambda: [0.5, 0.6, 0.7, 0.8, 0.9],
+                                          description="Tier-policy confidences compared in the cost trade-off table.")
     latency_requests: int = Field(default=100, description="Single-request calls timed per backend.")
     realistic_floor_agent_acc: float = Field(default=0.80, description="WARN below this on the realistic set.")
     realistic_floor_category_acc: float = Field(default=0.85, description="WARN below this on the realistic set.")
@@ -115,6 +117,7 @@ def evaluation_report(context: AssetExecutionContext, config: EvaluationConfig, 
     descriptions = [catalog.agents[a]["description"] for a in agent_labels]
     desc_emb = encoder.encode(descriptions)
     results: dict[str, dict[str, dict]] = {}
+    tradeoff: list[list] = []
     score_args = (agent_labels, agent_category, catalog.categories, routing)
     for s in sets:
         texts = [request_text(i, c) for i, c in zip(s.inputs, s.contexts, strict=True)]
@@ -132,6 +135,12 @@ def evaluation_report(context: AssetExecutionContext, config: EvaluationConfig, 
                 label = mode if name == "torch" else f"hybrid {name}"
                 variants[label] = ev.score_routes(s, [r.agent_type for r in routes], [r.model for r in routes],
                                                   *score_args)
+            if name == "torch" and s.has_tiers:
+                for tau in config.tier_confidences:
+                    routes = router.route_embedded(texts, emb, "hybrid", tier_confidence=tau)
+                    t = ev.tier_metrics([r.model for r in routes], s.expected_model, routing)
+                    tradeoff.append([s.name, tau, t["tier_acc"], t["under_tier_rate"], t["over_tier_rate"],
+                                     t["saving_vs_opus"]])
         results[s.name] = variants
         context.log.info(f"{s.name}: n={len(s)} hybrid agent {variants['hybrid']['agent_acc']:.4f} "
                          f"category {variants['hybrid']['category_acc']:.4f}")
@@ -195,7 +204,7 @@ def evaluation_report(context: AssetExecutionContext, config: EvaluationConfig, 
             images.append(plot_training_curves(adapter_meta["curves"], tmp / "training_curves.png"))
 
         sections = _sections(Section, results, goal_rows, hn, latency, headline, previous, regressed, notes, sets,
-                             adapter_meta, agent_labels)
+                             adapter_meta, agent_labels, tradeoff)
         for s in sections:
             s.images = [i for i in images if _image_section(i) == s.title]
         title = "ruvtrain router evaluation"
@@ -257,7 +266,7 @@ def _image_section(name: str) -> str:
 
 
 def _sections(Section, results, goal_rows, hn, latency, headline, previous, regressed, notes, sets, adapter_meta,
-              agent_labels) -> list:
+              agent_labels, tradeoff) -> list:
     head_rows = []
     for s in sets:
         m = results[s.name]["hybrid"]
@@ -291,7 +300,11 @@ def _sections(Section, results, goal_rows, hn, latency, headline, previous, regr
                                  for a in agent_labels]))
     sections.append(Section("Confusion matrices", "Rows are the true label, columns the routed one."))
     sections.append(Section("Cost and tiers", "Tier accuracy and cost relative to always-opus; the oracle routes "
-                            "every request to its labelled tier."))
+                            "every request to its labelled tier. The table compares tier policies on the hybrid "
+                            "torch router: the cheapest tier that covers the needed tier with probability >= the "
+                            "confidence (agent-type and complexity uncertainty combined through the routing table); "
+                            "the headline uses the router's default policy.",
+                            ["set", "confidence", "tier acc", "under-tier", "over-tier", "saving vs opus"], tradeoff))
     sections.append(Section(
         "Hard-negative accuracy",
         "Held-out (test split) triplets: share where the anchor is closer to its positive agent than to the negative "

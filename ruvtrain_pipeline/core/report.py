@@ -25,7 +25,7 @@ def fmt(value: Any) -> str:
     if value is None:
         return "n/a"
     if isinstance(value, float):
-        return f"{value:.4f}" if abs(value) < 10 else f"{value:,.2f}"
+        return f"{value:.4f}" if abs(value) <= 1 else f"{value:,.2f}"
     return str(value)
 
 

@@ -143,7 +143,7 @@ class Router:
 
     def __init__(self, model_dir: Path | str, keywords: Path | str = KEYWORDS_FILE, base_model: str | None = None,
                  device: str = "cpu", backend: str = "torch", quantization: str = "f32",
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, tier_confidence: float | None = None) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         self.model_dir = Path(model_dir)
@@ -154,6 +154,13 @@ class Router:
         self._cx_w, self._cx_b = tensors["complexity.weight"], tensors["complexity.bias"]
         self.prototypes = tensors["prototypes"]
         self.keywords = KeywordMatcher.load(keywords)
+        if tier_confidence is not None and not 0 < tier_confidence < 1:
+            raise ValueError(f"tier_confidence must be in (0, 1), got {tier_confidence}")
+        self.tier_confidence = tier_confidence
+        tiers = self.labels["tiers"]
+        # tier_of[a, c] = index of the tier the routing table gives agent type a at complexity c
+        self._tier_of = np.array([[tiers.index(self._tier(a, c)) for c in self.labels["complexities"]]
+                                  for a in self.labels["agent_types"]])
         self.backend, self.quantization, self.device, self.threads = backend, quantization, device, threads
         self.base_model = base_model or _base_model_path(self.provenance.get("base_model"))
         if backend == "llamacpp" and not (self.model_dir / SIDECAR).exists():
@@ -176,6 +183,22 @@ class Router:
     def _tier(self, agent_type: str, complexity: str) -> str:
         return self.labels["routing_table"][self.labels["agent_category"][agent_type]][complexity]
 
+    def tier_probabilities(self, a_prob: np.ndarray, cx_prob: np.ndarray) -> np.ndarray:
+        """P(needed tier) per request: the routing table applied to every (agent type, complexity) pair, weighted
+        by the two heads' probabilities."""
+        joint = a_prob[:, :, None] * cx_prob[:, None, :]
+        out = np.zeros((len(a_prob), len(self.labels["tiers"])), dtype=np.float64)
+        for t in range(out.shape[1]):
+            out[:, t] = (joint * (self._tier_of == t)[None]).sum(axis=(1, 2))
+        return out
+
+    def pick_tier(self, tier_prob: np.ndarray, confidence: float) -> list[str]:
+        """The cheapest tier that is at least as high as the needed tier with probability >= `confidence`
+        (RouteLLM-style: a higher confidence buys fewer under-tiered requests at a higher cost)."""
+        cdf = np.cumsum(tier_prob, axis=-1)
+        idx = (cdf >= confidence - 1e-9).argmax(axis=-1)
+        return [self.labels["tiers"][int(i)] for i in idx]
+
     def heads(self, emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(agent-type probabilities, complexity logits) for normalized embeddings."""
         return _softmax(emb @ self._agent_w.T + self._agent_b), emb @ self._cx_w.T + self._cx_b
@@ -187,11 +210,16 @@ class Router:
         emb = self.embed(texts) if texts else np.zeros((0, self.prototypes.shape[1]), dtype=np.float32)
         return self.route_embedded(texts, emb, mode)
 
-    def route_embedded(self, texts: list[str], emb: np.ndarray, mode: str = "hybrid") -> list[RouteResult]:
-        """Route texts whose embeddings are already computed (the evaluation scores several modes on one pass)."""
+    def route_embedded(self, texts: list[str], emb: np.ndarray, mode: str = "hybrid",
+                       tier_confidence: float | None = None) -> list[RouteResult]:
+        """Route texts whose embeddings are already computed (the evaluation scores several modes on one pass).
+        With a tier confidence (argument, else the router's), the tier comes from `pick_tier`; without, from the
+        routing table at the routed agent type and the most likely complexity."""
         agents, cxs = self.labels["agent_types"], self.labels["complexities"]
+        tier_confidence = tier_confidence if tier_confidence is not None else self.tier_confidence
         a_prob, cx_logits = self.heads(emb)
         cx_idx = cx_logits.argmax(-1)
+        cx_prob = _softmax(cx_logits)
         order = np.argsort(-a_prob, axis=-1)[:, :2]
         out = []
         for i, text in enumerate(texts):
@@ -205,11 +233,16 @@ class Router:
                 agent, conf, method, runner = None, 0.0, "keyword", kw_runner
             else:
                 agent, conf, method, runner = emb_agent, emb_conf, "embedding", emb_runner
+            model = self._tier(agent, complexity) if agent else None
+            if agent and tier_confidence is not None:
+                # a keyword decision fixes the agent type; the embedding decision keeps its uncertainty
+                ap = a_prob[i : i + 1] if method == "embedding" else np.eye(len(agents))[[agents.index(agent)]]
+                model = self.pick_tier(self.tier_probabilities(ap, cx_prob[i : i + 1]), tier_confidence)[0]
             out.append(RouteResult(
                 agent_type=agent,
                 agent=self.labels["agent_category"][agent] if agent else None,
                 complexity=complexity,
-                model=self._tier(agent, complexity) if agent else None,
+                model=model,
                 confidence=round(conf, 4),
                 method=method,
                 runner_up=runner if runner != agent else None,

@@ -14,7 +14,8 @@ import polars as pl
 from .catalog import Catalog
 from .jsonl import json_lines
 
-AUGMENTATION_KINDS = ("base", "paraphrase", "complexity", "domain", "noise")
+# "feedback": rows from routing feedback (feedback_examples), not generated
+AUGMENTATION_KINDS = ("base", "paraphrase", "complexity", "domain", "noise", "feedback")
 SPLITS = ("train", "validation", "test")
 UNFILLED_RE = r"\{[A-Za-z_][A-Za-z0-9_]*\}"
 MAX_SLOTS = 8  # slot-index columns s0..s7 carried for re-rendering (domain transfer)

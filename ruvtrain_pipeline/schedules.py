@@ -1,0 +1,63 @@
+"""Schedules: the quarterly retrain of the whole chain, and the daily monitoring run (evaluation + feedback)."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+
+from dagster import (
+    AssetSelection,
+    RunRequest,
+    ScheduleDefinition,
+    ScheduleEvaluationContext,
+    define_asset_job,
+    schedule,
+)
+
+from .jobs import full_pipeline_job
+
+RETRAIN_CRON_ENV = "RUVTRAIN_RETRAIN_CRON"
+DEFAULT_RETRAIN_CRON = "0 3 1 1,4,7,10 *"  # 03:00 UTC on the first day of each quarter
+MONITORING_CRON = "0 6 * * *"
+
+
+def retrain_cron() -> str:
+    return os.environ.get(RETRAIN_CRON_ENV, "").strip() or DEFAULT_RETRAIN_CRON
+
+
+def quarter_tag(when: datetime) -> str:
+    """`2027Q1` for any time in January-March 2027 (UTC)."""
+    when = when.astimezone(UTC) if when.tzinfo else when
+    return f"{when.year}Q{(when.month - 1) // 3 + 1}"
+
+
+def make_quarterly_retrain(cron: str) -> ScheduleDefinition:
+    @schedule(
+        name="quarterly_retrain",
+        cron_schedule=cron,
+        job=full_pipeline_job,
+        execution_timezone="UTC",
+        description=f"Retrain the whole chain each quarter (cron from ${RETRAIN_CRON_ENV}, default "
+        f"'{DEFAULT_RETRAIN_CRON}'); runs are tagged retrain=<year>Q<quarter>.",
+    )
+    def quarterly_retrain(context: ScheduleEvaluationContext) -> RunRequest:
+        when = context.scheduled_execution_time or datetime.now(UTC)
+        return RunRequest(tags={"retrain": quarter_tag(when)})
+
+    return quarterly_retrain
+
+
+quarterly_retrain = make_quarterly_retrain(retrain_cron())
+
+monitoring_job = define_asset_job(
+    "monitoring_job",
+    selection=AssetSelection.assets("evaluation_report", "feedback_examples"),
+    description="Re-score the current router and re-read the feedback inbox (drift, quarantine).",
+)
+monitoring = ScheduleDefinition(
+    name="monitoring",
+    cron_schedule=MONITORING_CRON,
+    job=monitoring_job,
+    execution_timezone="UTC",
+    description="Daily at 06:00 UTC: evaluation_report and feedback_examples.",
+)
