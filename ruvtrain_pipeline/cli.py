@@ -83,10 +83,12 @@ def _cmd_route(args: argparse.Namespace) -> int:
         print("error: give a request text or --input FILE (not both)", file=sys.stderr)
         return 2
     try:
+        tier = "catalog" if args.tier_confidence == "catalog" else (
+            None if args.tier_confidence == "table" else float(args.tier_confidence))
         router = Router(Path(args.model) if args.model else default_model_dir(), backend=args.backend,
-                        quantization=args.quantization)
+                        quantization=args.quantization, tier_confidence=tier)
         _ = router.encoder  # load now, so a broken model fails before any input is read
-    except RouterError as err:
+    except (RouterError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if args.request:
@@ -145,6 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="torch: sentence-transformers + LoRA adapter; llamacpp: the GGUF encoder (no torch import)")
     p.add_argument("--quantization", choices=["f32", "f16", "q8_0"], default="q8_0",
                    help="which GGUF encoder the llamacpp backend loads")
+    p.add_argument("--tier-confidence", default="catalog",
+                   help="tier policy: a probability in (0, 1) (cheapest tier covering the needed one with at least "
+                   "that confidence), 'table' (routing table at the most likely labels), or 'catalog' (routing.yaml's "
+                   "tier_confidence, the default)")
     p.set_defaults(func=_cmd_route)
     p = sub.add_parser("keywords", help="derive the keyword rules from the templates (print, or --write the catalog)")
     p.add_argument("--write", action="store_true")

@@ -153,3 +153,36 @@ def test_keyword_prefilter_matches_plain_regex_search():
     for t in texts:
         plain = Counter(a for a, ps in m.rules.items() for p in ps if _pattern(p).search(t.lower()))
         assert m.scores(t) == plain, t
+
+
+@pytest.mark.slow
+def test_tier_policy_is_monotone_in_confidence(export_dir):
+    import numpy as np
+
+    from ruvtrain_pipeline.core.router import Router, catalog_tier_confidence
+
+    router = Router(export_dir)
+    assert router.tier_confidence == catalog_tier_confidence()
+    tiers = router.labels["tiers"]
+    # by hand: a security-architect request always needs the top tier, whatever the complexity
+    sec = np.eye(len(router.labels["agent_types"]))[[router.labels["agent_types"].index("security-architect")]]
+    p = router.tier_probabilities(sec, np.array([[0.6, 0.3, 0.1]]))
+    assert np.allclose(p, [[0.0, 0.0, 1.0]]) and router.pick_tier(p, 0.5) == ["opus"]
+    # a coder request: Simple/Moderate/Complex -> haiku/sonnet/opus in the routing table
+    coder = np.eye(len(router.labels["agent_types"]))[[router.labels["agent_types"].index("coder")]]
+    p = router.tier_probabilities(coder, np.array([[0.6, 0.3, 0.1]]))
+    assert np.allclose(p, [[0.6, 0.3, 0.1]])
+    assert [router.pick_tier(p, c)[0] for c in (0.5, 0.8, 0.95)] == ["haiku", "sonnet", "opus"]
+    texts = ["fix the typo in the login button label", "design the multi-region failover for payments",
+             "write unit tests for the date parser", "profile the slow checkout query"]
+    emb = router.embed(texts)
+    levels = [[tiers.index(r.model) for r in router.route_embedded(texts, emb, "embedding", tier_confidence=c)]
+              for c in (0.3, 0.6, 0.9, 0.99)]
+    for low, high in zip(levels, levels[1:], strict=False):
+        assert all(h >= lo for lo, h in zip(low, high, strict=True))
+
+
+@pytest.mark.slow
+def test_bad_tier_confidence_is_a_usage_error(export_dir, capsys):
+    assert main(["route", "x", "--model", str(export_dir), "--tier-confidence", "1.5"]) == 2
+    assert "tier_confidence must be in (0, 1)" in capsys.readouterr().err

@@ -114,10 +114,19 @@ def evaluation_report(context: AssetExecutionContext, config: EvaluationConfig, 
     except ImportError:
         notes.append("llama-cpp-python not installed: GGUF backends not scored.")
 
+    val = ev.load_split(storage.require("dataset_splits", "data/validation.parquet"), agent_category, "validation")
+    val_texts = [request_text(i, c) for i, c in zip(val.inputs, val.contexts, strict=True)]
+    val_emb = torch_router.embed(val_texts)
+    tradeoff: list[list] = []
+    for tau in [None, *config.tier_confidences]:
+        routes = torch_router.route_embedded(val_texts, val_emb, "hybrid", tier_confidence=tau)
+        t = ev.tier_metrics([r.model for r in routes], val.expected_model, routing)
+        tradeoff.append(["validation (policy selection)", "table" if tau is None else tau, t["tier_acc"],
+                         t["under_tier_rate"], t["over_tier_rate"], t["saving_vs_opus"]])
+
     descriptions = [catalog.agents[a]["description"] for a in agent_labels]
     desc_emb = encoder.encode(descriptions)
     results: dict[str, dict[str, dict]] = {}
-    tradeoff: list[list] = []
     score_args = (agent_labels, agent_category, catalog.categories, routing)
     for s in sets:
         texts = [request_text(i, c) for i, c in zip(s.inputs, s.contexts, strict=True)]
@@ -136,10 +145,11 @@ def evaluation_report(context: AssetExecutionContext, config: EvaluationConfig, 
                 variants[label] = ev.score_routes(s, [r.agent_type for r in routes], [r.model for r in routes],
                                                   *score_args)
             if name == "torch" and s.has_tiers:
-                for tau in config.tier_confidences:
+                for tau in [None, *config.tier_confidences]:
                     routes = router.route_embedded(texts, emb, "hybrid", tier_confidence=tau)
                     t = ev.tier_metrics([r.model for r in routes], s.expected_model, routing)
-                    tradeoff.append([s.name, tau, t["tier_acc"], t["under_tier_rate"], t["over_tier_rate"],
+                    tradeoff.append([s.name, "table" if tau is None else tau, t["tier_acc"], t["under_tier_rate"],
+                                     t["over_tier_rate"],
                                      t["saving_vs_opus"]])
         results[s.name] = variants
         context.log.info(f"{s.name}: n={len(s)} hybrid agent {variants['hybrid']['agent_acc']:.4f} "
@@ -204,7 +214,7 @@ def evaluation_report(context: AssetExecutionContext, config: EvaluationConfig, 
             images.append(plot_training_curves(adapter_meta["curves"], tmp / "training_curves.png"))
 
         sections = _sections(Section, results, goal_rows, hn, latency, headline, previous, regressed, notes, sets,
-                             adapter_meta, agent_labels, tradeoff)
+                             adapter_meta, agent_labels, tradeoff, torch_router.tier_confidence)
         for s in sections:
             s.images = [i for i in images if _image_section(i) == s.title]
         title = "ruvtrain router evaluation"
@@ -266,7 +276,7 @@ def _image_section(name: str) -> str:
 
 
 def _sections(Section, results, goal_rows, hn, latency, headline, previous, regressed, notes, sets, adapter_meta,
-              agent_labels, tradeoff) -> list:
+              agent_labels, tradeoff, default_tau) -> list:
     head_rows = []
     for s in sets:
         m = results[s.name]["hybrid"]
@@ -303,7 +313,10 @@ def _sections(Section, results, goal_rows, hn, latency, headline, previous, regr
                             "every request to its labelled tier. The table compares tier policies on the hybrid "
                             "torch router: the cheapest tier that covers the needed tier with probability >= the "
                             "confidence (agent-type and complexity uncertainty combined through the routing table); "
-                            "the headline uses the router's default policy.",
+                            "'table' = the routing table at the most likely agent type and complexity. The "
+                            "headline uses the router's "
+                            f"default policy (routing.yaml tier_confidence = {default_tau}), chosen on "
+                            "the validation split.",
                             ["set", "confidence", "tier acc", "under-tier", "over-tier", "saving vs opus"], tradeoff))
     sections.append(Section(
         "Hard-negative accuracy",

@@ -20,6 +20,8 @@ import numpy as np
 
 from .keywords import KEYWORDS_FILE, KeywordMatcher
 
+ROUTING_FILE = Path(__file__).resolve().parent.parent / "catalog" / "routing.yaml"
+
 MODES = ("hybrid", "embedding", "keyword")
 BACKENDS = ("torch", "llamacpp")
 SIDECAR = "router-sidecar.gguf"
@@ -143,7 +145,7 @@ class Router:
 
     def __init__(self, model_dir: Path | str, keywords: Path | str = KEYWORDS_FILE, base_model: str | None = None,
                  device: str = "cpu", backend: str = "torch", quantization: str = "f32",
-                 threads: int | None = None, tier_confidence: float | None = None) -> None:
+                 threads: int | None = None, tier_confidence: float | None | str = "catalog") -> None:
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         self.model_dir = Path(model_dir)
@@ -154,7 +156,9 @@ class Router:
         self._cx_w, self._cx_b = tensors["complexity.weight"], tensors["complexity.bias"]
         self.prototypes = tensors["prototypes"]
         self.keywords = KeywordMatcher.load(keywords)
-        if tier_confidence is not None and not 0 < tier_confidence < 1:
+        if tier_confidence == "catalog":
+            tier_confidence = catalog_tier_confidence()
+        if tier_confidence is not None and not 0 < float(tier_confidence) < 1:
             raise ValueError(f"tier_confidence must be in (0, 1), got {tier_confidence}")
         self.tier_confidence = tier_confidence
         tiers = self.labels["tiers"]
@@ -211,12 +215,12 @@ class Router:
         return self.route_embedded(texts, emb, mode)
 
     def route_embedded(self, texts: list[str], emb: np.ndarray, mode: str = "hybrid",
-                       tier_confidence: float | None = None) -> list[RouteResult]:
+                       tier_confidence: float | None | str = "router") -> list[RouteResult]:
         """Route texts whose embeddings are already computed (the evaluation scores several modes on one pass).
-        With a tier confidence (argument, else the router's), the tier comes from `pick_tier`; without, from the
+        With a tier confidence (the router's by default), the tier comes from `pick_tier`; with None, from the
         routing table at the routed agent type and the most likely complexity."""
         agents, cxs = self.labels["agent_types"], self.labels["complexities"]
-        tier_confidence = tier_confidence if tier_confidence is not None else self.tier_confidence
+        tier_confidence = self.tier_confidence if tier_confidence == "router" else tier_confidence
         a_prob, cx_logits = self.heads(emb)
         cx_idx = cx_logits.argmax(-1)
         cx_prob = _softmax(cx_logits)
@@ -251,6 +255,14 @@ class Router:
 
     def route(self, request: str, context: str | None = None, mode: str = "hybrid") -> RouteResult:
         return self.route_many([(request, context)], mode)[0]
+
+
+def catalog_tier_confidence(routing_file: Path = ROUTING_FILE) -> float | None:
+    """The router's default tier policy: `tier_confidence` in the catalog's routing.yaml (None = table at argmax)."""
+    import yaml
+
+    value = (yaml.safe_load(routing_file.read_text(encoding="utf-8")) or {}).get("tier_confidence")
+    return float(value) if value is not None else None
 
 
 def default_model_dir(data_dir: Path | str = "data") -> Path:
