@@ -28,12 +28,13 @@ def test_dagster_cli_materializes_dataset_chain(tmp_path: Path):
                                        "val_examples": 64, "prototype_per_agent": 4, "head_epochs": 10,
                                        "grpo_steps": 5, "max_seq_length": 32, "min_val_accuracy": 0.3}},
         "gguf_export": {"config": {"verify_texts": 20, "quantizations": ["f32", "q8_0"]}},
+        "evaluation_report": {"config": {"latency_requests": 5, "gguf_quantizations": ["q8_0"]}},
     }}))
     env = os.environ | {"DAGSTER_HOME": str(home), "RUVTRAIN_DATA_DIR": str(data), "HF_HUB_OFFLINE": "1"}
     dagster = Path(sys.executable).parent / "dagster"
     proc = subprocess.run(
         [str(dagster), "asset", "materialize", "-m", "ruvtrain_pipeline.definitions", "--select", "*", "-c", str(config)],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600,
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "RUN_SUCCESS" in proc.stderr + proc.stdout
@@ -51,6 +52,8 @@ def test_dagster_cli_materializes_dataset_chain(tmp_path: Path):
     # the whole chain ran, training and the llama.cpp-verified GGUF export included
     assert (data / "trained_adapter" / "adapter" / "adapter_model.safetensors").exists()
     assert (data / "gguf_export" / "router-encoder-q8_0.gguf").exists()
+    metrics = json.loads((data / "evaluation_report" / "metrics.json").read_text())
+    assert "realistic.hybrid.agent_acc" in metrics["headline"]
 
 
 def test_dagster_cli_claude_provider_against_local_server(tmp_path: Path):
@@ -71,7 +74,7 @@ def test_dagster_cli_claude_provider_against_local_server(tmp_path: Path):
         proc = subprocess.run(
             [str(dagster), "asset", "materialize", "-m", "ruvtrain_pipeline.definitions", "--select",
              "*dataset_splits", "-c", str(config)],
-            cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600,
+            cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900,
         )
         assert proc.returncode == 0, proc.stderr[-4000:]
         assert state.message_calls == 10
