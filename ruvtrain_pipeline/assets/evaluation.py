@@ -117,12 +117,8 @@ def evaluation_report(context: AssetExecutionContext, config: EvaluationConfig, 
     val = ev.load_split(storage.require("dataset_splits", "data/validation.parquet"), agent_category, "validation")
     val_texts = [request_text(i, c) for i, c in zip(val.inputs, val.contexts, strict=True)]
     val_emb = torch_router.embed(val_texts)
-    tradeoff: list[list] = []
-    for tau in [None, *config.tier_confidences]:
-        routes = torch_router.route_embedded(val_texts, val_emb, "hybrid", tier_confidence=tau)
-        t = ev.tier_metrics([r.model for r in routes], val.expected_model, routing)
-        tradeoff.append(["validation (policy selection)", "table" if tau is None else tau, t["tier_acc"],
-                         t["under_tier_rate"], t["over_tier_rate"], t["saving_vs_opus"]])
+    tradeoff = _tradeoff_rows("validation (policy selection)", torch_router, val_texts, val_emb, val.expected_model,
+                              config.tier_confidences, routing)
 
     descriptions = [catalog.agents[a]["description"] for a in agent_labels]
     desc_emb = encoder.encode(descriptions)
@@ -145,12 +141,8 @@ def evaluation_report(context: AssetExecutionContext, config: EvaluationConfig, 
                 variants[label] = ev.score_routes(s, [r.agent_type for r in routes], [r.model for r in routes],
                                                   *score_args)
             if name == "torch" and s.has_tiers:
-                for tau in [None, *config.tier_confidences]:
-                    routes = router.route_embedded(texts, emb, "hybrid", tier_confidence=tau)
-                    t = ev.tier_metrics([r.model for r in routes], s.expected_model, routing)
-                    tradeoff.append([s.name, "table" if tau is None else tau, t["tier_acc"], t["under_tier_rate"],
-                                     t["over_tier_rate"],
-                                     t["saving_vs_opus"]])
+                tradeoff += _tradeoff_rows(s.name, router, texts, emb, s.expected_model, config.tier_confidences,
+                                           routing)
         results[s.name] = variants
         context.log.info(f"{s.name}: n={len(s)} hybrid agent {variants['hybrid']['agent_acc']:.4f} "
                          f"category {variants['hybrid']['category_acc']:.4f}")
@@ -257,6 +249,19 @@ def evaluation_report(context: AssetExecutionContext, config: EvaluationConfig, 
         check_results=checks,
         data_version=DataVersion(dir_digest(out_dir)),
     )
+
+
+def _tradeoff_rows(set_name, router, texts, emb, expected, confidences, routing) -> list[list]:
+    """Tier accuracy, under/over-tiering and saving of the hybrid router per tier policy ('table' = argmax)."""
+    from ..core.evaluate import tier_metrics
+
+    rows = []
+    for tau in [None, *confidences]:
+        routes = router.route_embedded(texts, emb, "hybrid", tier_confidence=tau)
+        t = tier_metrics([r.model for r in routes], expected, routing)
+        rows.append([set_name, "table" if tau is None else tau, t["tier_acc"], t["under_tier_rate"],
+                     t["over_tier_rate"], t["saving_vs_opus"]])
+    return rows
 
 
 def _md(section) -> str:
