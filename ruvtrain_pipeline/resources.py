@@ -1,4 +1,5 @@
-"""Dagster resources: where outputs live, the Anthropic client, and the base sentence encoder."""
+"""Dagster resources: where outputs live, DVC versioning of them, the Anthropic client, and the base sentence
+encoder."""
 
 from __future__ import annotations
 
@@ -29,6 +30,96 @@ class PipelineStorage(ConfigurableResource):
                 f"{path} not found: materialize '{asset_name}' first (data_dir={self.data_dir!r})"
             )
         return path
+
+
+DVC_POOL = "dvc"  # Dagster concurrency pool of every asset step (each ends in DVC calls); the instance limits it to 1
+
+
+class DvcResource(ConfigurableResource):
+    """Versions each materialization with DVC: `dvc commit -f <stage>` of the stage whose `outs` is the asset's
+    folder (dvc.lock + cache), then `dvc push <stage>` when a remote is configured, and returns the DVC hash and the
+    git commit as metadata. Under `dvc repro` of the same repository it records nothing (DVC does, and holds its
+    lock meanwhile). Outside a DVC project (tests on temp folders) it notes that and moves on unless `strict`."""
+
+    enabled: bool = Field(default=True, description="False: record nothing, only say so in the metadata.")
+    push: bool = Field(default=True, description="Push the stage's outputs when a remote is configured.")
+    remote: str = Field(default="", description="DVC remote to push to; empty = the default remote, if any.")
+    strict: bool = Field(default=False, description="Fail the asset when its folder is not a DVC stage's output or a "
+                         "push fails, instead of noting it in the metadata.")
+    lock_timeout_s: float = Field(default=300.0, description="How long to wait for another process's DVC lock.")
+
+    def record(self, out_dir: Path | str, log: Any = None) -> dict[str, Any]:
+        """Record `out_dir` (an asset's folder) and return the metadata entries that describe the version."""
+        from .core import versioning as v
+
+        log = log or logging.getLogger(__name__)
+        out_dir = Path(out_dir).resolve()
+        if not self.enabled:
+            return {"dvc": "versioning disabled (DvcResource.enabled=False)"}
+        root = v.find_dvc_root(out_dir)
+        if root is None:
+            return self._not_recorded(f"not a DVC project: no .dvc/ at or above {out_dir}", log)
+        meta: dict[str, Any] = {}
+        git = v.git_state(root)
+        meta["git/commit"] = git.commit if git else "none (not a git repository)"
+        if git:
+            meta["git/dirty"] = git.dirty
+        stage = v.stage_for_output(root, out_dir)
+        if stage is None:
+            return meta | self._not_recorded(f"no stage in {root / 'dvc.yaml'} has {out_dir} among its outs", log)
+        meta["dvc/stage"] = stage
+        repro_stage = v.running_under_dvc_repro(root)
+        if repro_stage is not None:
+            log.info(f"dvc: running as `dvc repro` stage {repro_stage}; DVC records {stage} itself")
+            return meta | {"dvc": f"recorded by `dvc repro` (stage {repro_stage})"}
+        with v.process_lock(root, self.lock_timeout_s):
+            # not --quiet: it would hide the lock message the retry looks for
+            v.run_dvc(root, ["commit", "--force", stage], self.lock_timeout_s)
+            entry = v.lock_entry(root, stage, out_dir)
+            if entry is None:
+                raise v.VersioningError(f"`dvc commit {stage}` left no entry for {out_dir} in {root / 'dvc.lock'}")
+            meta |= {"dvc/md5": str(entry.get("md5", "")), "dvc/size": int(entry.get("size", 0)),
+                     "dvc/nfiles": int(entry.get("nfiles", 1))}
+            meta |= self._push(root, stage, log)
+        log.info(f"dvc: committed stage {stage} ({meta['dvc/md5']}); {meta['dvc/remote']}")
+        return meta
+
+    def _push(self, root: Path, stage: str, log: Any) -> dict[str, Any]:
+        from .core import versioning as v
+
+        if not self.push:
+            return {"dvc/remote": "push disabled", "dvc/pushed": False}
+        remote = self.remote or v.default_remote(root)
+        if not remote:
+            return {"dvc/remote": "none configured", "dvc/pushed": False}
+        try:
+            v.run_dvc(root, ["push", "--remote", remote, stage], self.lock_timeout_s)
+        except v.VersioningError as exc:
+            if self.strict:
+                raise
+            log.warning(f"dvc: push of {stage} to remote '{remote}' failed; the local cache has it: {exc}")
+            return {"dvc/remote": remote, "dvc/pushed": False, "dvc/push_error": str(exc).splitlines()[-1][:300]}
+        return {"dvc/remote": remote, "dvc/pushed": True}
+
+    def _not_recorded(self, why: str, log: Any) -> dict[str, Any]:
+        from .core.versioning import VersioningError
+
+        if self.strict:
+            raise VersioningError(f"DVC versioning is strict and {why}")
+        log.info(f"dvc: {why}; this materialization is not versioned")
+        return {"dvc": why}
+
+    def tag_retrain(self, data_dir: Path | str, quarter: str, message: str) -> Any:
+        """Commit dvc.lock and tag `retrain-<quarter>` in the repository holding `data_dir` (see
+        core.versioning.tag_retrain); None when that is no DVC project and not `strict`."""
+        from .core import versioning as v
+
+        root = v.find_dvc_root(data_dir)
+        if root is None:
+            if self.strict:
+                raise v.VersioningError(f"cannot tag a retrain: no DVC project at or above {Path(data_dir).resolve()}")
+            return None
+        return v.tag_retrain(root, quarter, message, self.lock_timeout_s)
 
 
 class AnthropicResource(ConfigurableResource):

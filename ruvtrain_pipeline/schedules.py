@@ -19,6 +19,7 @@ from .jobs import full_pipeline_job
 RETRAIN_CRON_ENV = "RUVTRAIN_RETRAIN_CRON"
 DEFAULT_RETRAIN_CRON = "0 3 1 1,4,7,10 *"  # 03:00 UTC on the first day of each quarter
 MONITORING_CRON = "0 6 * * *"
+RETRAIN_TAG = "retrain"  # run tag holding the quarter (2027Q1); sensors.retrain_tag_sensor tags git after success
 
 
 def retrain_cron() -> str:
@@ -42,7 +43,7 @@ def make_quarterly_retrain(cron: str) -> ScheduleDefinition:
     )
     def quarterly_retrain(context: ScheduleEvaluationContext) -> RunRequest:
         when = context.scheduled_execution_time or datetime.now(UTC)
-        return RunRequest(tags={"retrain": quarter_tag(when)})
+        return RunRequest(tags={RETRAIN_TAG: quarter_tag(when)})
 
     return quarterly_retrain
 

@@ -1,5 +1,6 @@
 """feedback_sensor: watches the feedback inbox and asks for a retrain (feedback_retrain_job) once enough new valid
-feedback rows have arrived since the last request; the cursor remembers how far each file was read."""
+feedback rows have arrived since the last request; the cursor remembers how far each file was read.
+retrain_tag_sensor: after a successful quarterly retrain, commits dvc.lock to git and tags it retrain-<quarter>."""
 
 from __future__ import annotations
 
@@ -10,16 +11,22 @@ from typing import Any
 
 from dagster import (
     AssetSelection,
+    DagsterRunStatus,
+    DefaultSensorStatus,
     RunRequest,
+    RunStatusSensorContext,
     SensorEvaluationContext,
     SensorResult,
     SkipReason,
     define_asset_job,
+    run_status_sensor,
     sensor,
 )
 
 from .core.catalog import load_catalog
 from .core.feedback import FeedbackLabels, resolve_feedback_dir, scan_inbox
+from .resources import DvcResource, PipelineStorage
+from .schedules import RETRAIN_TAG
 
 MIN_ROWS_ENV = "RUVTRAIN_FEEDBACK_MIN_ROWS"
 DEFAULT_MIN_ROWS = 50
@@ -102,3 +109,25 @@ def feedback_sensor(context: SensorEvaluationContext) -> SensorResult:
         )],
         cursor=cursor,
     )
+
+
+@run_status_sensor(
+    run_status=DagsterRunStatus.SUCCESS,
+    name="retrain_tag_sensor",
+    default_status=DefaultSensorStatus.RUNNING,
+    description=f"After a successful run tagged {RETRAIN_TAG}=<year>Q<n> (the quarterly_retrain schedule): commit "
+    "dvc.lock to git (that file only) and tag the commit retrain-<year>Q<n>, so `git checkout retrain-2027Q1 && dvc "
+    "checkout` restores that quarter's data and models.",
+)
+def retrain_tag_sensor(context: RunStatusSensorContext, dvc: DvcResource, storage: PipelineStorage) -> SkipReason | None:
+    run = context.dagster_run
+    quarter = run.tags.get(RETRAIN_TAG)
+    if not quarter:
+        return SkipReason(f"run {run.run_id} of {run.job_name} is no quarterly retrain (no '{RETRAIN_TAG}' tag)")
+    message = f"retrain {quarter}: dvc.lock of run {run.run_id} ({run.job_name})"
+    tagged = dvc.tag_retrain(storage.data_dir, quarter, message)
+    if tagged is None:
+        return SkipReason(f"data dir {storage.data_dir} is not in a DVC project: retrain {quarter} is not tagged")
+    context.log.info(f"{tagged.tag} {'created at' if tagged.created else 'already at'} {tagged.commit[:12]}"
+                     f"{' (dvc.lock committed)' if tagged.committed_lock else ''}")
+    return None

@@ -10,7 +10,7 @@ import pytest
 from dagster import AssetKey, DagsterInstance, materialize
 
 from ruvtrain_pipeline.definitions import all_assets, defs
-from ruvtrain_pipeline.resources import AnthropicResource, BaseEncoder, PipelineStorage
+from ruvtrain_pipeline.resources import AnthropicResource, BaseEncoder, DvcResource, PipelineStorage
 
 DATASET_ASSETS = ["seed_templates", "base_examples", "augmented_examples", "hard_negatives", "dataset_splits"]
 
@@ -32,7 +32,7 @@ def _materialize(data_dir: Path, config: dict, instance: DagsterInstance | None 
                  anthropic: AnthropicResource | None = None, assets=None):
     return materialize(
         assets or [a for a in all_assets if any(k.to_user_string() in DATASET_ASSETS for k in a.keys)],
-        resources={"storage": PipelineStorage(data_dir=str(data_dir)),
+        resources={"storage": PipelineStorage(data_dir=str(data_dir)), "dvc": DvcResource(),
                    "anthropic": anthropic or AnthropicResource(api_key=None),
                    "encoder": BaseEncoder()},
         run_config=config,
@@ -139,7 +139,8 @@ def test_bad_catalog_fails_and_keeps_previous_output(tiny_catalog_dir, tmp_path)
 def test_downstream_without_upstream_says_what_to_do(tmp_path):
     from ruvtrain_pipeline.assets.dataset import base_examples
 
-    result = materialize([base_examples], resources={"storage": PipelineStorage(data_dir=str(tmp_path))},
+    result = materialize([base_examples], resources={"storage": PipelineStorage(data_dir=str(tmp_path)),
+                                                     "dvc": DvcResource()},
                          raise_on_error=False)  # only the resources base_examples needs
     assert not result.success
     msg = result.get_step_failure_events()[0].step_failure_data.error.to_string()

@@ -28,7 +28,7 @@ from ruvtrain_pipeline.core.feedback import (
 )
 from ruvtrain_pipeline.core.schema import validate_examples, write_jsonl
 from ruvtrain_pipeline.definitions import all_assets, defs
-from ruvtrain_pipeline.resources import AnthropicResource, BaseEncoder, PipelineStorage
+from ruvtrain_pipeline.resources import AnthropicResource, BaseEncoder, DvcResource, PipelineStorage
 from ruvtrain_pipeline.schedules import (
     DEFAULT_RETRAIN_CRON,
     RETRAIN_CRON_ENV,
@@ -182,7 +182,8 @@ def test_missing_folder_is_an_empty_result(tmp_path, labels, monkeypatch):
 
 # ---------------------------------------------------------------- asset
 def _materialize_feedback(data_dir: Path, inbox: Path, **config):
-    return materialize([feedback_examples], resources={"storage": PipelineStorage(data_dir=str(data_dir))},
+    return materialize([feedback_examples], resources={"storage": PipelineStorage(data_dir=str(data_dir)),
+                                                       "dvc": DvcResource()},
                        run_config={"ops": {"feedback_examples": {"config": {"feedback_dir": str(inbox)} | config}}})
 
 
@@ -339,7 +340,7 @@ def test_feedback_file_to_sensor_to_job_run(inbox, tmp_path):
     [rr] = _tick(None).run_requests
     local = Definitions(
         assets=all_assets, jobs=[feedback_retrain_job], sensors=[feedback_sensor],
-        resources={"storage": PipelineStorage(data_dir=str(tmp_path / "data")),
+        resources={"storage": PipelineStorage(data_dir=str(tmp_path / "data")), "dvc": DvcResource(),
                    "anthropic": AnthropicResource(api_key=None), "encoder": BaseEncoder()},
     )
     job = local.resolve_job_def(feedback_sensor.job_name)

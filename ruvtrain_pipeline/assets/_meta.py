@@ -1,4 +1,5 @@
-"""Helpers that turn core results into Dagster metadata (markdown tables, previews)."""
+"""Helpers that turn core results into Dagster metadata (markdown tables, previews), and the DVC versioning step
+every asset ends with."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import polars as pl
-from dagster import AssetCheckResult, AssetCheckSeverity, MetadataValue
+from dagster import AssetCheckResult, AssetCheckSeverity, AssetExecutionContext, MaterializeResult, MetadataValue
+
+from ..resources import DvcResource, PipelineStorage
 
 
 def md_counts(counts: Mapping[str, Any], key: str = "value", total: int | None = None) -> MetadataValue:
@@ -34,3 +37,14 @@ def check(name: str, problems: list[str], **metadata: Any) -> AssetCheckResult:
     return AssetCheckResult(
         check_name=name, passed=not problems, severity=AssetCheckSeverity.ERROR, metadata=meta
     )
+
+
+def versioned(context: AssetExecutionContext, storage: PipelineStorage, dvc: DvcResource,
+              result: MaterializeResult) -> MaterializeResult:
+    """Record the asset's freshly written folder with DVC and add its DVC hash and git commit to `result`'s
+    metadata. Called as the asset's last step, so every successful materialization is versioned however it was
+    launched (UI, schedule, sensor, CLI)."""
+    name = context.asset_key.to_user_string()
+    version = dvc.record(storage.asset_dir(name), log=context.log)
+    return MaterializeResult(asset_key=result.asset_key, metadata={**(result.metadata or {}), **version},
+                             check_results=result.check_results, data_version=result.data_version, tags=result.tags)

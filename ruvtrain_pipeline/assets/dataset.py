@@ -28,8 +28,8 @@ from ..core.negatives import TRIPLET_SCHEMA, TripletSettings, template_triplets,
 from ..core.schema import SPLITS, WORKING_SCHEMA, check_expected_models, validate_examples, write_jsonl
 from ..core.splits import SplitRatios, assign_splits, deviation_tolerance, split_report, split_triplets
 from ..core.templates import compile_templates, generate_base_examples
-from ..resources import AnthropicResource, BaseEncoder, PipelineStorage
-from ._meta import check, md_counts, md_preview
+from ..resources import DVC_POOL, AnthropicResource, BaseEncoder, DvcResource, PipelineStorage
+from ._meta import check, md_counts, md_preview, versioned
 
 GROUP = "dataset"
 PREVIEW_COLUMNS = ["input", "agent_type", "complexity", "domain", "expected_model", "augmentation"]
@@ -61,12 +61,13 @@ class SeedTemplatesConfig(Config):
 
 
 @asset(
+    pool=DVC_POOL,
     group_name=GROUP,
     description="The hand-written template library and catalog, validated and snapshotted for the chain.",
     check_specs=[AssetCheckSpec("templates_per_agent", asset="seed_templates", blocking=True)],
 )
 def seed_templates(
-    context: AssetExecutionContext, config: SeedTemplatesConfig, storage: PipelineStorage
+    context: AssetExecutionContext, config: SeedTemplatesConfig, storage: PipelineStorage, dvc: DvcResource
 ) -> MaterializeResult:
     root = Path(config.catalog_dir) if config.catalog_dir else CATALOG_DIR
     catalog = load_catalog(root)
@@ -86,7 +87,7 @@ def seed_templates(
     short = [f"agent type '{a}' has {by_agent.get(a, 0)} templates, needs {config.min_templates_per_agent}"
              for a in catalog.agent_types if by_agent.get(a, 0) < config.min_templates_per_agent]
     context.log.info("catalog %s: %d templates, %d placeholders", root, len(catalog.templates), len(catalog.vocabulary))
-    return MaterializeResult(
+    return versioned(context, storage, dvc, MaterializeResult(
         metadata={
             "templates": len(catalog.templates),
             "placeholders": len(catalog.vocabulary),
@@ -100,7 +101,7 @@ def seed_templates(
         },
         check_results=[check("templates_per_agent", short, min_per_agent=config.min_templates_per_agent)],
         data_version=DataVersion(dir_digest(out_dir)),
-    )
+    ))
 
 
 # ---------------------------------------------------------------- base_examples
@@ -139,13 +140,14 @@ _EXAMPLE_CHECKS = ["schema_valid", "no_unfilled_placeholders", "class_balance", 
 
 
 @asset(
+    pool=DVC_POOL,
     group_name=GROUP,
     deps=["seed_templates"],
     description="Templates filled by a seeded generator: N distinct examples per agent type, seed JSONL format.",
     check_specs=[AssetCheckSpec(n, asset="base_examples", blocking=True) for n in _EXAMPLE_CHECKS],
 )
 def base_examples(
-    context: AssetExecutionContext, config: BaseExamplesConfig, storage: PipelineStorage
+    context: AssetExecutionContext, config: BaseExamplesConfig, storage: PipelineStorage, dvc: DvcResource
 ) -> MaterializeResult:
     catalog = _load_snapshot(storage)
     ct = compile_templates(catalog)
@@ -155,7 +157,7 @@ def base_examples(
         _write_examples(df, tmp)
     stats = dataset_stats(df)
     context.log.info("base_examples: %d rows", df.height)
-    return MaterializeResult(
+    return versioned(context, storage, dvc, MaterializeResult(
         metadata={
             "dagster/row_count": df.height,
             "examples_per_agent": config.examples_per_agent,
@@ -170,7 +172,7 @@ def base_examples(
         },
         check_results=_example_checks(df, catalog, "base_examples", (0.80, 0.96), 0.95),
         data_version=DataVersion(dir_digest(out_dir)),
-    )
+    ))
 
 
 # ---------------------------------------------------------------- augmented_examples
@@ -183,6 +185,7 @@ class AugmentConfig(Config):
 
 
 @asset(
+    pool=DVC_POOL,
     group_name=GROUP,
     deps=["base_examples"],
     description="Base examples plus paraphrases, complexity variations, domain transfers and noisy variants; "
@@ -190,7 +193,7 @@ class AugmentConfig(Config):
     check_specs=[AssetCheckSpec(n, asset="augmented_examples", blocking=True) for n in _EXAMPLE_CHECKS],
 )
 def augmented_examples(
-    context: AssetExecutionContext, config: AugmentConfig, storage: PipelineStorage
+    context: AssetExecutionContext, config: AugmentConfig, storage: PipelineStorage, dvc: DvcResource
 ) -> MaterializeResult:
     catalog = _load_snapshot(storage)
     ct = compile_templates(catalog)
@@ -213,7 +216,7 @@ def augmented_examples(
     stats = dataset_stats(df)
     for reason, n in result.rejected.items():
         context.log.info("augmented_examples: rejected %d row(s) as %s", n, reason)
-    return MaterializeResult(
+    return versioned(context, storage, dvc, MaterializeResult(
         metadata={
             "dagster/row_count": df.height,
             "base_rows": base.height,
@@ -231,7 +234,7 @@ def augmented_examples(
         },
         check_results=_example_checks(df, catalog, "augmented_examples", (0.80, 0.96), 0.80),
         data_version=DataVersion(dir_digest(out_dir)),
-    )
+    ))
 
 
 # ---------------------------------------------------------------- hard_negatives
@@ -265,6 +268,7 @@ def _peer_shingles(path_str: str) -> tuple[set, str]:
 
 
 @asset(
+    pool=DVC_POOL,
     group_name=GROUP,
     deps=["augmented_examples"],
     description="Training triplets (anchor, positive agent, negative agent) with ~48% hard negatives from the "
@@ -274,7 +278,7 @@ def _peer_shingles(path_str: str) -> tuple[set, str]:
 def hard_negatives(
     context: AssetExecutionContext,
     config: HardNegativesConfig,
-    storage: PipelineStorage,
+    storage: PipelineStorage, dvc: DvcResource,
     anthropic: AnthropicResource,
     encoder: BaseEncoder,
 ) -> MaterializeResult:
@@ -359,7 +363,7 @@ def hard_negatives(
         problems.append(f"{report['positive_equals_negative']} triplet(s) with positive == negative")
     context.log.info("hard_negatives (%s): %d triplets, hard ratio %.3f in %.1fs", provider, triplets.height,
                      report["hard_ratio"], elapsed)
-    return MaterializeResult(
+    return versioned(context, storage, dvc, MaterializeResult(
         metadata={
             "dagster/row_count": triplets.height,
             **meta,
@@ -374,7 +378,7 @@ def hard_negatives(
         },
         check_results=[check("triplets_valid", problems, hard_ratio=report["hard_ratio"])],
         data_version=DataVersion(dir_digest(out_dir)),
-    )
+    ))
 
 
 # ---------------------------------------------------------------- dataset_splits
@@ -386,6 +390,7 @@ class SplitConfig(Config):
 
 
 @asset(
+    pool=DVC_POOL,
     group_name=GROUP,
     deps=["augmented_examples", "hard_negatives"],
     description="70/15/15 train/validation/test, stratified on agent type x complexity and grouped by base "
@@ -396,7 +401,8 @@ class SplitConfig(Config):
         AssetCheckSpec("schema_valid", asset="dataset_splits", blocking=True),
     ],
 )
-def dataset_splits(context: AssetExecutionContext, config: SplitConfig, storage: PipelineStorage) -> MaterializeResult:
+def dataset_splits(context: AssetExecutionContext, config: SplitConfig, storage: PipelineStorage,
+                   dvc: DvcResource) -> MaterializeResult:
     catalog = _load_snapshot(storage)
     examples = _read_examples(storage, "augmented_examples")
     triplets = pl.read_parquet(storage.require("hard_negatives", "triplets.parquet"))
@@ -429,7 +435,7 @@ def dataset_splits(context: AssetExecutionContext, config: SplitConfig, storage:
     dev = report["max_stratum_deviation_groups"]
     prop_problems = [f"a stratum deviates {100 * dev:.1f} points from the target ratios (tolerance "
                      f"{100 * tol:.1f})"] if dev > tol + 1e-9 else []
-    return MaterializeResult(
+    return versioned(context, storage, dvc, MaterializeResult(
         metadata={
             "dagster/row_count": split_df.height,
             "rows_per_split": md_counts(report["rows_per_split"], "split"),
@@ -448,4 +454,4 @@ def dataset_splits(context: AssetExecutionContext, config: SplitConfig, storage:
             check("schema_valid", validate_examples(split_df, catalog, source="dataset_splits")),
         ],
         data_version=DataVersion(dir_digest(out_dir)),
-    )
+    ))

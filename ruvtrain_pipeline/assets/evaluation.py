@@ -24,7 +24,8 @@ from pydantic import Field
 
 from ..core.catalog import CATALOG_DIR, Catalog
 from ..core.io import atomic_dir, dir_digest
-from ..resources import BaseEncoder, PipelineStorage
+from ..resources import DVC_POOL, BaseEncoder, DvcResource, PipelineStorage
+from ._meta import versioned
 
 GOAL_SETS = ("realistic", "peer96")
 GOALS = {"category_acc": (">=", 0.90), "agent_acc": (">=", 0.85), "tier_acc": (">=", 0.80),
@@ -64,6 +65,7 @@ def _latency(fn, texts: list[str], n: int) -> dict:
 
 
 @asset(
+    pool=DVC_POOL,
     group_name="evaluation",
     deps=["gguf_export", "trained_adapter", "dataset_splits", "seed_templates"],
     description="Held-out evaluation of the exported router: test split, hand-written realistic set and peer "
@@ -75,7 +77,7 @@ def _latency(fn, texts: list[str], n: int) -> dict:
     kinds={"python", "pytorch"},
 )
 def evaluation_report(context: AssetExecutionContext, config: EvaluationConfig, storage: PipelineStorage,
-                      encoder: BaseEncoder) -> MaterializeResult:
+                      encoder: BaseEncoder, dvc: DvcResource) -> MaterializeResult:
     from ..core import evaluate as ev
     from ..core.report import (
         Section,
@@ -242,13 +244,13 @@ def evaluation_report(context: AssetExecutionContext, config: EvaluationConfig, 
                                    **({"problems": MetadataValue.md("\n".join(f"- {p}" for p in regressed[:20]))}
                                       if regressed else {})}),
     ]
-    return MaterializeResult(
+    return versioned(context, storage, dvc, MaterializeResult(
         metadata={"headline": MetadataValue.md(sections[0].text + "\n\n" + _md(sections[0])), **numeric,
                   "goals_missed": len(goal_misses), "path": MetadataValue.path(str(out_dir)),
                   "report": MetadataValue.path(str(out_dir / "report.html"))},
         check_results=checks,
         data_version=DataVersion(dir_digest(out_dir)),
-    )
+    ))
 
 
 def _tradeoff_rows(set_name, router, texts, emb, expected, confidences, routing) -> list[list]:

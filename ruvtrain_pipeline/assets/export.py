@@ -19,8 +19,8 @@ from dagster import (
 from pydantic import Field
 
 from ..core.io import atomic_dir, dir_digest
-from ..resources import BaseEncoder, PipelineStorage
-from ._meta import check
+from ..resources import DVC_POOL, BaseEncoder, DvcResource, PipelineStorage
+from ._meta import check, versioned
 
 MIN_COSINE = {"f32": 0.999, "f16": 0.999, "q8_0": 0.99}
 
@@ -33,6 +33,7 @@ class GgufExportConfig(Config):
 
 
 @asset(
+    pool=DVC_POOL,
     group_name="export",
     deps=["trained_adapter"],
     description="llama.cpp BERT embedding GGUFs (f32, f16, q8_0) of the adapted encoder, the LoRA adapter GGUF over "
@@ -41,7 +42,8 @@ class GgufExportConfig(Config):
     check_specs=[AssetCheckSpec("gguf_verified", asset="gguf_export", blocking=True)],
 )
 def gguf_export(
-    context: AssetExecutionContext, config: GgufExportConfig, storage: PipelineStorage, encoder: BaseEncoder
+    context: AssetExecutionContext, config: GgufExportConfig, storage: PipelineStorage, encoder: BaseEncoder,
+    dvc: DvcResource,
 ) -> MaterializeResult:
     from pathlib import Path
 
@@ -130,12 +132,12 @@ def gguf_export(
     if f32 and "router-encoder-q8_0.gguf" in sizes:
         meta["q8_0_size_share_of_f32"] = round(sizes["router-encoder-q8_0.gguf"] / f32, 4)
     context.log.info(f"gguf_export: {sizes}; {meta}")
-    return MaterializeResult(
+    return versioned(context, storage, dvc, MaterializeResult(
         metadata={**meta, "files": MetadataValue.json(sizes), "verify_texts": len(texts),
                   "path": MetadataValue.path(str(out_dir))},
         check_results=[check("gguf_verified", problems, **{k: v for k, v in meta.items() if k.startswith("cosine_min")})],
         data_version=DataVersion(dir_digest(out_dir)),
-    )
+    ))
 
 
 

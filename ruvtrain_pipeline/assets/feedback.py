@@ -21,8 +21,8 @@ from ..core.catalog import CATALOG_DIR, load_catalog
 from ..core.feedback import FEEDBACK_DIR_ENV, FeedbackLabels, load_feedback, resolve_feedback_dir
 from ..core.io import atomic_dir, dir_digest
 from ..core.schema import SchemaError, validate_examples, write_jsonl
-from ..resources import PipelineStorage
-from ._meta import md_counts, md_preview
+from ..resources import DVC_POOL, DvcResource, PipelineStorage
+from ._meta import md_counts, md_preview, versioned
 
 GROUP = "feedback"
 PREVIEW_COLUMNS = ["input", "agent_type", "complexity", "expected_model", "tags"]
@@ -37,13 +37,15 @@ class FeedbackConfig(Config):
 
 
 @asset(
+    pool=DVC_POOL,
     group_name=GROUP,
     description="Routing feedback (request, routed vs correct agent and tier) from the inbox folder as seed-format "
     "examples, deduplicated by request (latest wins); malformed rows quarantined with file, line and reason.",
     check_specs=[AssetCheckSpec("feedback_quarantine", asset="feedback_examples", blocking=False,
                                 description="WARN when any feedback row was quarantined.")],
 )
-def feedback_examples(context: AssetExecutionContext, config: FeedbackConfig, storage: PipelineStorage) -> MaterializeResult:
+def feedback_examples(context: AssetExecutionContext, config: FeedbackConfig, storage: PipelineStorage,
+                      dvc: DvcResource) -> MaterializeResult:
     catalog = load_catalog(Path(config.catalog_dir) if config.catalog_dir else CATALOG_DIR)
     folder = resolve_feedback_dir(config.feedback_dir)
     result = load_feedback(folder, FeedbackLabels.from_catalog(catalog), config.low_confidence_threshold)
@@ -68,7 +70,7 @@ def feedback_examples(context: AssetExecutionContext, config: FeedbackConfig, st
                      stats["quarantined"], df.height)
     by_reason = stats["quarantined_by_reason"]
     first = [f"- {q.file}:{q.line} {q.reason}: {q.detail}" for q in result.quarantine[:20]]
-    return MaterializeResult(
+    return versioned(context, storage, dvc, MaterializeResult(
         metadata={
             "dagster/row_count": df.height,
             "note": note,
@@ -96,4 +98,4 @@ def feedback_examples(context: AssetExecutionContext, config: FeedbackConfig, st
                       **({"problems": MetadataValue.md("\n".join(first))} if first else {})},
         )],
         data_version=DataVersion(dir_digest(out_dir)),
-    )
+    ))

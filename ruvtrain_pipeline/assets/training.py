@@ -20,8 +20,8 @@ from ..core.catalog import Catalog
 from ..core.io import atomic_dir, dir_digest
 from ..core.peer import load_peer_cases
 from ..core.schema import SPLITS
-from ..resources import AnthropicResource, BaseEncoder, PipelineStorage
-from ._meta import check
+from ..resources import DVC_POOL, AnthropicResource, BaseEncoder, DvcResource, PipelineStorage
+from ._meta import check, versioned
 
 GROUP = "training"
 
@@ -101,6 +101,7 @@ def _claude_judgments(context, config: TrainConfig, catalog: Catalog, train: pl.
 
 
 @asset(
+    pool=DVC_POOL,
     group_name=GROUP,
     deps=["dataset_splits"],
     description="LoRA adapter on the base encoder (triplet + InfoNCE), routing heads (agent type, complexity, "
@@ -109,7 +110,7 @@ def _claude_judgments(context, config: TrainConfig, catalog: Catalog, train: pl.
 )
 def trained_adapter(
     context: AssetExecutionContext, config: TrainConfig, storage: PipelineStorage, encoder: BaseEncoder,
-    anthropic: AnthropicResource,
+    anthropic: AnthropicResource, dvc: DvcResource,
 ) -> MaterializeResult:
     from ..core.train.grpo import GrpoSettings
     from ..core.train.trainer import TrainSettings, route_texts, save_trained, train_router
@@ -182,7 +183,7 @@ def trained_adapter(
         curve_md.append(f"| {i} | {'' if tl is None else f'{tl:.4f}'} | {vl:.4f} | {va:.3f} |")
     numeric = {k: round(float(v), 4) for k, v in m.items() if isinstance(v, int | float) and not isinstance(v, bool)}
     grpo = m["grpo"]
-    return MaterializeResult(
+    return versioned(context, storage, dvc, MaterializeResult(
         metadata={
             **numeric,
             **peer_meta,
@@ -201,4 +202,4 @@ def trained_adapter(
                              validation_agent_acc=round(m["validation_agent_acc"], 4),
                              baseline=round(m["baseline_val_prototype_acc"], 4))],
         data_version=DataVersion(dir_digest(out_dir)),
-    )
+    ))
