@@ -6,7 +6,7 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup run test test-quick lint ui bench clean-data
+.PHONY: setup dvc-init run test test-quick lint ui bench clean-data
 
 setup: $(VENV)/.installed
 
@@ -19,14 +19,23 @@ $(VENV)/.installed: pyproject.toml
 		|| $(BIN)/pip install -q -e '.[dev]'
 	touch $@
 
+# DVC's default remote: a folder outside the checkout (every clone on this machine shares it), set in the git-ignored
+# .dvc/config.local and only when no default remote is configured yet (a team's S3/GCS remote: README, "Data versions").
+DVC_REMOTE_DIR ?= $(HOME)/.local/share/ruvtrain/dvc-remote
+
 dvc-init: setup
 	@test -d .dvc || $(BIN)/dvc init -q
 	$(BIN)/dvc config core.analytics false
+	@$(BIN)/dvc remote default >/dev/null 2>&1 \
+		|| { mkdir -p "$(DVC_REMOTE_DIR)" && $(BIN)/dvc remote add --local --default --force local "$(DVC_REMOTE_DIR)"; }
+	@echo "DVC default remote: $$($(BIN)/dvc remote default)"
 
+# Each asset records itself with DVC as it materializes (dvc commit of its stage, dvc push); `dvc status` then shows
+# the pipeline up to date.
 run: setup dvc-init
 	mkdir -p $(DAGSTER_HOME)
 	$(BIN)/dagster asset materialize -m ruvtrain_pipeline.definitions --select '*'
-	$(BIN)/dvc commit -f -q
+	$(BIN)/dvc status
 
 test: setup
 	$(PY) -m pytest
