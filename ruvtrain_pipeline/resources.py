@@ -81,7 +81,8 @@ class DvcResource(ConfigurableResource):
             meta |= {"dvc/md5": str(entry.get("md5", "")), "dvc/size": int(entry.get("size", 0)),
                      "dvc/nfiles": int(entry.get("nfiles", 1))}
             meta |= self._push(root, stage, log)
-        log.info(f"dvc: committed stage {stage} ({meta['dvc/md5']}); {meta['dvc/remote']}")
+        pushed = f"pushed to '{meta['dvc/remote']}'" if meta["dvc/pushed"] else f"not pushed ({meta['dvc/remote']})"
+        log.info(f"dvc: committed stage {stage} ({meta['dvc/md5']}), {pushed}")
         return meta
 
     def _push(self, root: Path, stage: str, log: Any) -> dict[str, Any]:
