@@ -49,7 +49,7 @@ def test_definitions_load_and_graph_is_the_chain():
     assert deps["base_examples"] == {"seed_templates"}
     assert deps["augmented_examples"] == {"base_examples"}
     assert deps["hard_negatives"] == {"augmented_examples"}
-    assert deps["dataset_splits"] == {"augmented_examples", "hard_negatives"}
+    assert deps["dataset_splits"] == {"augmented_examples", "hard_negatives", "feedback_examples"}
 
 
 def test_full_dataset_chain_materializes_with_passing_checks(tiny_catalog_dir, tmp_path):

@@ -25,8 +25,23 @@ from ..core.catalog import CATALOG_DIR, Catalog, load_catalog, summarize
 from ..core.dataset_files import dataset_stats, write_split_exports
 from ..core.io import atomic_dir, dir_digest
 from ..core.negatives import TRIPLET_SCHEMA, TripletSettings, template_triplets, triplet_report
-from ..core.schema import SPLITS, WORKING_SCHEMA, check_expected_models, validate_examples, write_jsonl
-from ..core.splits import SplitRatios, assign_splits, deviation_tolerance, split_report, split_triplets
+from ..core.schema import (
+    EXAMPLE_SCHEMA,
+    SPLITS,
+    WORKING_SCHEMA,
+    check_expected_models,
+    read_jsonl,
+    validate_examples,
+    write_jsonl,
+)
+from ..core.splits import (
+    SplitRatios,
+    assign_splits,
+    deviation_tolerance,
+    join_feedback,
+    split_report,
+    split_triplets,
+)
 from ..core.templates import compile_templates, generate_base_examples
 from ..resources import DVC_POOL, AnthropicResource, BaseEncoder, DvcResource, PipelineStorage
 from ._meta import check, md_counts, md_preview, versioned
@@ -382,6 +397,16 @@ def hard_negatives(
 
 
 # ---------------------------------------------------------------- dataset_splits
+def _read_feedback(storage: PipelineStorage, catalog: Catalog) -> tuple[pl.DataFrame, str]:
+    """The examples feedback_examples materialized (validated against this chain's catalog), or an empty frame when
+    it never was."""
+    path = storage.asset_dir("feedback_examples") / "examples.jsonl"
+    if not path.exists():
+        return pl.DataFrame(schema=EXAMPLE_SCHEMA), "never materialized"
+    df = read_jsonl(path, catalog)
+    return df, f"{df.height} example(s) from {path}"
+
+
 class SplitConfig(Config):
     train: float = 0.70
     validation: float = 0.15
@@ -392,9 +417,10 @@ class SplitConfig(Config):
 @asset(
     pool=DVC_POOL,
     group_name=GROUP,
-    deps=["augmented_examples", "hard_negatives"],
+    deps=["augmented_examples", "hard_negatives", "feedback_examples"],
     description="70/15/15 train/validation/test, stratified on agent type x complexity and grouped by base "
-    "example; JSONL, JSON, Parquet + dataset card, stats. Triplets follow their anchor's group.",
+    "example; JSONL, JSON, Parquet + dataset card, stats. Triplets follow their anchor's group. Valid routing "
+    "feedback (feedback_examples, when materialized) joins the train split only, minus requests already generated.",
     check_specs=[
         AssetCheckSpec("split_leakage", asset="dataset_splits", blocking=True),
         AssetCheckSpec("stratum_proportions", asset="dataset_splits", blocking=True),
@@ -408,6 +434,10 @@ def dataset_splits(context: AssetExecutionContext, config: SplitConfig, storage:
     triplets = pl.read_parquet(storage.require("hard_negatives", "triplets.parquet"))
     ratios = SplitRatios(config.train, config.validation, config.test)
     split_df = assign_splits(examples, ratios, _rng(config.seed, "dataset_splits"))
+    feedback, feedback_note = _read_feedback(storage, catalog)
+    split_df, feedback_info = join_feedback(split_df, feedback)
+    context.log.info("dataset_splits: feedback %s; %d row(s) joined train, %d dropped as already generated",
+                     feedback_note, feedback_info["feedback_joined"], feedback_info["feedback_duplicates_dropped"])
     report = split_report(split_df, ratios)
     group_split = split_df.select("group_id", "split").unique("group_id", keep="first")
     triplets, triplet_info = split_triplets(triplets, group_split, ratios, _rng(config.seed, "triplet_splits"))
@@ -420,6 +450,9 @@ def dataset_splits(context: AssetExecutionContext, config: SplitConfig, storage:
         "seed": config.seed,
         "ratios": [config.train, config.validation, config.test],
     }
+    if feedback_info["feedback_joined"]:
+        # only when feedback changed the data, so a split without feedback stays byte-identical to one from before
+        provenance["feedback_examples"] = dir_digest(storage.asset_dir("feedback_examples"))
     with atomic_dir(out_dir) as tmp:
         stats = write_split_exports(split_df, tmp, catalog, provenance, with_triplets=True)
         for split in SPLITS:
@@ -439,6 +472,8 @@ def dataset_splits(context: AssetExecutionContext, config: SplitConfig, storage:
         metadata={
             "dagster/row_count": split_df.height,
             "rows_per_split": md_counts(report["rows_per_split"], "split"),
+            **feedback_info,
+            "feedback_source": feedback_note,
             "triplets_per_split": md_counts(dict(triplets.group_by("split").len().sort("split").iter_rows()), "split"),
             **{k: v for k, v in triplet_info.items()},
             "max_stratum_deviation_groups": dev,

@@ -133,3 +133,41 @@ def split_triplets(
             pl.when(crossing).then(None).otherwise(pl.col(f"{side}_group_id")).alias(f"{side}_group_id"),
         ).drop(f"_{side}_split")
     return out, info
+
+
+FEEDBACK_SPLIT = "train"
+
+
+def _text_key(col: str) -> pl.Expr:
+    """Request text compared case- and whitespace-insensitively (a feedback request typed like a generated one)."""
+    return pl.col(col).str.to_lowercase().str.replace_all(r"\s+", " ").str.strip_chars()
+
+
+def join_feedback(split_examples: pl.DataFrame, feedback: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, int]]:
+    """Append feedback examples (augmentation 'feedback') to the train split only, after the generated rows.
+
+    A feedback row whose request matches a generated row of any split (case and whitespace aside) is dropped, so
+    feedback never duplicates a generated example nor carries a validation/test request into train; among feedback
+    rows the same request is kept once (the first in the feedback file's order). With no feedback the frame is
+    returned unchanged."""
+    info = {"feedback_rows": feedback.height, "feedback_joined": 0, "feedback_duplicates_dropped": 0}
+    if feedback.height == 0:
+        return split_examples, info
+    wrong = feedback.filter(pl.col("augmentation") != "feedback")
+    if wrong.height:
+        raise ValueError(f"{wrong.height} feedback row(s) whose augmentation is not 'feedback' (first "
+                         f"'{wrong['augmentation'][0]}' for input {wrong['input'][0]!r})")
+    generated = split_examples.select(_text_key("input").alias("_key")).unique()
+    fresh = (
+        feedback.with_columns(_text_key("input").alias("_key"))
+        .join(generated, on="_key", how="anti", maintain_order="left")
+        .unique("_key", keep="first", maintain_order=True)
+        .drop("_key")
+    )
+    rows = fresh.with_columns(pl.lit(FEEDBACK_SPLIT).alias("split"))
+    # slot indices (s0..s7) are for re-rendering generated rows; feedback rows have none
+    rows = rows.with_columns([pl.lit(None, dtype=split_examples.schema[c]).alias(c)
+                              for c in split_examples.columns if c not in rows.columns])
+    info["feedback_joined"] = fresh.height
+    info["feedback_duplicates_dropped"] = feedback.height - fresh.height
+    return pl.concat([split_examples, rows.select(split_examples.columns).cast(split_examples.schema)]), info
