@@ -10,6 +10,7 @@ RUVTRAIN_SKIP_BROWSER_TESTS=1 to opt out explicitly.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -70,10 +71,12 @@ def stop_process_group(proc: subprocess.Popen, timeout_s: float = STOP_S) -> Non
 
 @pytest.fixture
 def dagster_dev(tmp_path) -> Iterator[dict]:
-    """`dagster dev` on 127.0.0.1:<free port> with a temp DAGSTER_HOME and RUVTRAIN_DATA_DIR; stopped by pid."""
+    """`dagster dev` on 127.0.0.1:<free port> with a temp DAGSTER_HOME (the repo's instance config) and
+    RUVTRAIN_DATA_DIR; stopped by its pid."""
     home, data = tmp_path / "dagster_home", tmp_path / "data"
     home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    # the project's own instance config (queued runs, the 'dvc' pool), its storage under the temp home
+    shutil.copyfile(REPO_ROOT / ".dagster_home" / "dagster.yaml", home / "dagster.yaml")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     log_path = ARTIFACTS / "dagster-dev.log"
     port = _free_port()
@@ -187,7 +190,7 @@ def _node_card(driver, asset: str) -> str:
 
 
 # ---------------------------------------------------------------- the test
-def test_materialize_from_the_asset_graph_in_chromium(browser, dagster_dev):
+def test_materialize_from_the_asset_graph_in_chromium(browser, dagster_dev, monkeypatch):
     from dagster import AssetKey, DagsterInstance, DagsterRunStatus
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
@@ -252,7 +255,8 @@ def test_materialize_from_the_asset_graph_in_chromium(browser, dagster_dev):
     assert shot.stat().st_size > 10_000
 
     # 5. the UI told the truth: the instance has the successful run and the files are in the temp data folder
-    with DagsterInstance.from_config(str(dagster_dev["home"])) as instance:
+    monkeypatch.setenv("DAGSTER_HOME", str(dagster_dev["home"]))  # the instance config reads its storage from it
+    with DagsterInstance.get() as instance:
         event = instance.get_latest_materialization_event(AssetKey("seed_templates"))
         assert event is not None
         assert instance.get_run_by_id(event.run_id).status == DagsterRunStatus.SUCCESS
