@@ -23,7 +23,8 @@ def run_config(catalog_dir: Path, per_agent: int = 12, seed: int = 42, min_templ
             "base_examples": {"config": {"examples_per_agent": per_agent, "seed": seed}},
             "augmented_examples": {"config": {"seed": seed}},
             "hard_negatives": {"config": {"seed": seed, "provider": provider}},
-            "dataset_splits": {"config": {"seed": seed}},
+            # the tiny catalog has one template per stratum: split by base-example group so every split has rows
+            "dataset_splits": {"config": {"seed": seed, "unit": "group"}},
         }
     }
 

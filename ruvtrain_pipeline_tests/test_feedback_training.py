@@ -55,7 +55,7 @@ def generated(real_catalog, rng) -> pl.DataFrame:
                              "group_id": f"g-{agent}-{cx}-{k}"})
     df = pl.DataFrame(rows, schema=EXAMPLE_SCHEMA, orient="row").with_columns(
         [pl.lit(None, dtype=WORKING_SCHEMA[c]).alias(c) for c in WORKING_SCHEMA if c not in EXAMPLE_SCHEMA])
-    return assign_splits(df, SplitRatios(), rng)
+    return assign_splits(df, SplitRatios(), rng, unit="group")  # one template per stratum here
 
 
 def _feedback_frame(tmp_path: Path, catalog, rows: list[dict]) -> pl.DataFrame:

@@ -7,9 +7,11 @@ import polars as pl
 import pytest
 
 from ruvtrain_pipeline.core.augment import AugmentSettings, augment_examples, load_augment_data
+from ruvtrain_pipeline.core.catalog import load_catalog
 from ruvtrain_pipeline.core.schema import UNFILLED_RE, validate_examples, write_jsonl
-from ruvtrain_pipeline.core.splits import SplitRatios, assign_splits, split_report
+from ruvtrain_pipeline.core.splits import SplitRatios, assign_splits, deviation_tolerance, split_report
 from ruvtrain_pipeline.core.templates import GenerationError, compile_templates, generate_base_examples
+from ruvtrain_pipeline_tests.conftest import write_tiny_catalog
 
 
 def _base(catalog, n=30, seed=1):
@@ -99,16 +101,34 @@ def test_duplicates_are_filtered_and_counted(tiny_catalog):
 def test_grouped_stratified_split(tiny_catalog):
     df = _augment(tiny_catalog, _base(tiny_catalog, 150)).examples
     ratios = SplitRatios()
-    out = assign_splits(df, ratios, np.random.default_rng(3))
-    rep = split_report(out, ratios)
+    out = assign_splits(df, ratios, np.random.default_rng(3), unit="group")
+    rep = split_report(out, ratios, unit="group")
     assert rep["leaked_groups"] == 0
     assert out.group_by("group_id").agg(pl.col("split").n_unique())["split"].max() == 1
     # 50 groups per stratum -> whole-group rounding stays within 2 points
-    assert rep["max_stratum_deviation_groups"] <= 0.02
+    assert rep["max_stratum_deviation_units"] <= 0.02
+    # per-example units put re-filled copies of one template in several splits
+    assert rep["templates_in_several_splits"] > 0
     total = sum(rep["rows_per_split"].values())
     assert abs(rep["rows_per_split"]["train"] / total - 0.70) < 0.03
-    again = assign_splits(df, ratios, np.random.default_rng(3))
+    again = assign_splits(df, ratios, np.random.default_rng(3), unit="group")
     assert out.equals(again)
+
+
+def test_template_split_keeps_every_template_in_one_split(tmp_path):
+    catalog = load_catalog(write_tiny_catalog(tmp_path / "catalog", per_agent=21))  # 7 templates per stratum
+    df = _augment(catalog, _base(catalog, 150)).examples
+    ratios = SplitRatios()
+    out = assign_splits(df, ratios, np.random.default_rng(3))
+    rep = split_report(out, ratios)
+    assert rep["split_unit"] == "template"
+    assert rep["leaked_groups"] == 0 and rep["templates_in_several_splits"] == 0
+    assert out.group_by("template_id").agg(pl.col("split").n_unique())["split"].max() == 1
+    assert set(out["split"].unique()) == {"train", "validation", "test"}
+    assert rep["max_stratum_deviation_units"] <= deviation_tolerance(rep["smallest_stratum_units"])
+    assert out.equals(assign_splits(df, ratios, np.random.default_rng(3)))
+    with pytest.raises(ValueError, match="split unit"):
+        assign_splits(df, ratios, np.random.default_rng(3), unit="row")
 
 
 def test_bad_ratios_rejected():

@@ -412,14 +412,18 @@ class SplitConfig(Config):
     validation: float = 0.15
     test: float = 0.15
     seed: int = 42
+    unit: str = Field(default="template", description="What is assigned to one split: 'template' (every row "
+                      "rendered from a template in one split: validation/test measure new wordings) or 'group' "
+                      "(a base example and its augmentations).")
 
 
 @asset(
     pool=DVC_POOL,
     group_name=GROUP,
     deps=["augmented_examples", "hard_negatives", "feedback_examples"],
-    description="70/15/15 train/validation/test, stratified on agent type x complexity and grouped by base "
-    "example; JSONL, JSON, Parquet + dataset card, stats. Triplets follow their anchor's group. Valid routing "
+    description="70/15/15 train/validation/test, stratified on agent type x complexity; whole templates (or base-"
+    "example groups) per split; JSONL, JSON, Parquet + dataset card, stats. Triplets follow their anchor's group. "
+    "Valid routing "
     "feedback (feedback_examples, when materialized) joins the train split only, minus requests already generated.",
     check_specs=[
         AssetCheckSpec("split_leakage", asset="dataset_splits", blocking=True),
@@ -433,12 +437,12 @@ def dataset_splits(context: AssetExecutionContext, config: SplitConfig, storage:
     examples = _read_examples(storage, "augmented_examples")
     triplets = pl.read_parquet(storage.require("hard_negatives", "triplets.parquet"))
     ratios = SplitRatios(config.train, config.validation, config.test)
-    split_df = assign_splits(examples, ratios, _rng(config.seed, "dataset_splits"))
+    split_df = assign_splits(examples, ratios, _rng(config.seed, "dataset_splits"), unit=config.unit)
     feedback, feedback_note = _read_feedback(storage, catalog)
     split_df, feedback_info = join_feedback(split_df, feedback)
     context.log.info("dataset_splits: feedback %s; %d row(s) joined train, %d dropped as already generated",
                      feedback_note, feedback_info["feedback_joined"], feedback_info["feedback_duplicates_dropped"])
-    report = split_report(split_df, ratios)
+    report = split_report(split_df, ratios, unit=config.unit)
     group_split = split_df.select("group_id", "split").unique("group_id", keep="first")
     triplets, triplet_info = split_triplets(triplets, group_split, ratios, _rng(config.seed, "triplet_splits"))
     orphan_triplets = int(triplets["split"].null_count())
@@ -449,6 +453,7 @@ def dataset_splits(context: AssetExecutionContext, config: SplitConfig, storage:
         "hard_negatives": dir_digest(storage.asset_dir("hard_negatives")),
         "seed": config.seed,
         "ratios": [config.train, config.validation, config.test],
+        "split_unit": config.unit,
     }
     if feedback_info["feedback_joined"]:
         # only when feedback changed the data, so a split without feedback stays byte-identical to one from before
@@ -461,11 +466,13 @@ def dataset_splits(context: AssetExecutionContext, config: SplitConfig, storage:
             (tmp / "triplets").mkdir(exist_ok=True)
             part.write_parquet(tmp / "triplets" / f"{split}.parquet", statistics=False)
         (tmp / "split_report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    tol = deviation_tolerance(report["smallest_stratum_groups"])
+    tol = deviation_tolerance(report["smallest_stratum_units"])
     leak_problems = [f"{report['leaked_groups']} group(s) appear in more than one split"] if report["leaked_groups"] else []
+    if config.unit == "template" and report["templates_in_several_splits"]:
+        leak_problems.append(f"{report['templates_in_several_splits']} template(s) have rows in more than one split")
     if orphan_triplets:
         leak_problems.append(f"{orphan_triplets} triplet(s) whose anchor group is not in any split")
-    dev = report["max_stratum_deviation_groups"]
+    dev = report["max_stratum_deviation_units"]
     prop_problems = [f"a stratum deviates {100 * dev:.1f} points from the target ratios (tolerance "
                      f"{100 * tol:.1f})"] if dev > tol + 1e-9 else []
     return versioned(context, storage, dvc, MaterializeResult(
@@ -476,7 +483,7 @@ def dataset_splits(context: AssetExecutionContext, config: SplitConfig, storage:
             "feedback_source": feedback_note,
             "triplets_per_split": md_counts(dict(triplets.group_by("split").len().sort("split").iter_rows()), "split"),
             **{k: v for k, v in triplet_info.items()},
-            "max_stratum_deviation_groups": dev,
+            "max_stratum_deviation_units": dev,
             "max_stratum_deviation_rows": report["max_stratum_deviation_rows"],
             "by_agent_type": md_counts(stats["by_agent_type"], "agent_type"),
             "by_category": md_counts(stats["by_category"], "category"),

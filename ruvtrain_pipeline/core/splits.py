@@ -2,6 +2,11 @@
 
 A group is a base example and everything derived from it; whole groups are assigned, stratified on the base
 example's agent type x complexity, so no paraphrase of a test example lands in train.
+
+By default the unit assigned is the *template* (all groups rendered from one template go to one split): with
+per-example units, a validation row is a re-filled copy of a template seen in training, so validation and test
+measured template recall rather than generalization to new wordings (on the 2026-11 default data 118 of the 160
+validation templates also had rows in train). `unit="group"` keeps the per-example split.
 """
 
 from __future__ import annotations
@@ -36,73 +41,92 @@ def _largest_remainder(n: int, ratios: np.ndarray) -> np.ndarray:
     return counts
 
 
+SPLIT_UNITS = ("template", "group")
+
+
 def group_strata(examples: pl.DataFrame) -> pl.DataFrame:
     """One row per group: its stratum (base row's agent type x complexity) and its size in rows."""
     base = examples.filter(pl.col("augmentation") == "base").select(
-        "group_id", pl.concat_str("agent_type", pl.lit("|"), "complexity").alias("stratum")
+        "group_id", "template_id", pl.concat_str("agent_type", pl.lit("|"), "complexity").alias("stratum")
     )
     sizes = examples.group_by("group_id").len("rows")
     return base.join(sizes, on="group_id", how="left").sort("group_id")
 
 
-def assign_splits(examples: pl.DataFrame, ratios: SplitRatios, rng: np.random.Generator) -> pl.DataFrame:
-    """Add a `split` column; every group in exactly one split; per-stratum proportions as close as possible."""
+def assign_splits(examples: pl.DataFrame, ratios: SplitRatios, rng: np.random.Generator,
+                  unit: str = "template") -> pl.DataFrame:
+    """Add a `split` column; every group (and with unit 'template' every template) in exactly one split;
+    per-stratum proportions of units as close as possible."""
+    if unit not in SPLIT_UNITS:
+        raise ValueError(f"split unit must be one of {SPLIT_UNITS}, got {unit!r}")
     r = ratios.as_array()
     groups = group_strata(examples)
     orphans = examples.join(groups, on="group_id", how="anti")
     if orphans.height:
         raise ValueError(f"{orphans.height} row(s) belong to a group without a base example "
                          f"(first group_id '{orphans['group_id'][0]}')")
+    key = "template_id" if unit == "template" else "group_id"
+    units = groups.unique(key, keep="first").sort(key)
     assignment: list[pl.DataFrame] = []
-    for stratum in sorted(groups["stratum"].unique().to_list()):
-        g = groups.filter(pl.col("stratum") == stratum)
+    for stratum in sorted(units["stratum"].unique().to_list()):
+        g = units.filter(pl.col("stratum") == stratum)
         counts = _largest_remainder(g.height, r)
         labels = np.repeat(np.array(SPLITS), counts)
         perm = rng.permutation(g.height)
-        assignment.append(pl.DataFrame({"group_id": g["group_id"].gather(perm), "split": labels}))
-    table = pl.concat(assignment)
+        assignment.append(pl.DataFrame({key: g[key].gather(perm), "split": labels}))
+    table = groups.select(*dict.fromkeys(["group_id", key])).join(pl.concat(assignment), on=key, how="left")
+    table = table.select("group_id", "split")
     return examples.join(table, on="group_id", how="left", maintain_order="left")
 
 
-def split_report(split_examples: pl.DataFrame, ratios: SplitRatios) -> dict[str, object]:
-    """Leak count and the largest per-stratum deviation from the target ratios (row-level and group-level)."""
+def split_report(split_examples: pl.DataFrame, ratios: SplitRatios, unit: str = "template") -> dict[str, object]:
+    """Leak counts and the largest per-stratum deviation from the target ratios, in rows and in split units
+    (templates or groups, whichever `assign_splits` assigned)."""
     leaks = (
         split_examples.group_by("group_id").agg(pl.col("split").n_unique().alias("n")).filter(pl.col("n") > 1).height
     )
+    generated = split_examples.filter(pl.col("template_id").is_not_null() & (pl.col("augmentation") != "feedback"))
+    shared_templates = (
+        generated.group_by("template_id").agg(pl.col("split").n_unique().alias("n")).filter(pl.col("n") > 1).height
+    )
+    key = "template_id" if unit == "template" else "group_id"
     groups = group_strata(split_examples).join(
         split_examples.select("group_id", "split").unique("group_id"), on="group_id"
     )
+    units = groups.group_by(*dict.fromkeys([key, "stratum", "split"])).agg(pl.col("rows").sum())
     target = dict(zip(SPLITS, ratios.as_array().tolist(), strict=True))
     worst_rows = 0.0
-    worst_groups = 0.0
+    worst_units = 0.0
     smallest = None
-    rows_by = groups.group_by("stratum", "split").agg(pl.col("rows").sum(), pl.len().alias("groups"))
+    rows_by = units.group_by("stratum", "split").agg(pl.col("rows").sum(), pl.len().alias("units"))
     for stratum in rows_by["stratum"].unique().to_list():
         s = rows_by.filter(pl.col("stratum") == stratum)
         tot_rows = s["rows"].sum()
-        tot_groups = s["groups"].sum()
-        smallest = tot_groups if smallest is None else min(smallest, tot_groups)
+        tot_units = s["units"].sum()
+        smallest = tot_units if smallest is None else min(smallest, tot_units)
         for split in SPLITS:
             row = s.filter(pl.col("split") == split)
             nr = int(row["rows"].sum()) if row.height else 0
-            ng = int(row["groups"].sum()) if row.height else 0
+            nu = int(row["units"].sum()) if row.height else 0
             worst_rows = max(worst_rows, abs(nr / tot_rows - target[split]))
-            worst_groups = max(worst_groups, abs(ng / tot_groups - target[split]))
+            worst_units = max(worst_units, abs(nu / tot_units - target[split]))
     counts = dict(split_examples.group_by("split").len().iter_rows())
     return {
+        "split_unit": unit,
         "leaked_groups": int(leaks),
+        "templates_in_several_splits": int(shared_templates),
         "max_stratum_deviation_rows": round(worst_rows, 4),
-        "max_stratum_deviation_groups": round(worst_groups, 4),
-        "smallest_stratum_groups": int(smallest or 0),
+        "max_stratum_deviation_units": round(worst_units, 4),
+        "smallest_stratum_units": int(smallest or 0),
         "rows_per_split": {s: int(counts.get(s, 0)) for s in SPLITS},
     }
 
 
-def deviation_tolerance(smallest_stratum_groups: int, points: float = 0.02) -> float:
-    """2 points, or the share of one group in the smallest stratum when that is larger (whole groups move)."""
-    if smallest_stratum_groups <= 0:
+def deviation_tolerance(smallest_stratum_units: int, points: float = 0.02) -> float:
+    """2 points, or the share of one unit in the smallest stratum when that is larger (whole units move)."""
+    if smallest_stratum_units <= 0:
         return points
-    return max(points, 1.0 / smallest_stratum_groups)
+    return max(points, 1.0 / smallest_stratum_units)
 
 
 def split_triplets(
