@@ -50,7 +50,9 @@ def test_every_asset_is_in_the_dvc_pool():
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
         if node.is_materializable:
-            assert node.pools == {DVC_POOL}, key.to_user_string()
+            # a new asset: `pool=DVC_POOL` on @asset, end with `return versioned(context, storage, dvc, ...)`, and
+            # give it a dvc.yaml stage whose outs is data/<asset>
+            assert node.pools == {DVC_POOL}, f"{key.to_user_string()} is not in the '{DVC_POOL}' pool"
 
 
 PROBE = '''
