@@ -7,12 +7,13 @@ import os
 from dagster import Definitions, EnvVar, load_assets_from_modules
 
 from .assets import dataset, evaluation, export, feedback, training
+from .assets import monitoring as monitoring_assets  # `monitoring` is the schedule
 from .jobs import dataset_job, full_pipeline_job, training_job
 from .resources import AnthropicResource, BaseEncoder, DvcResource, PipelineStorage
 from .schedules import monitoring, monitoring_job, quarterly_retrain
 from .sensors import feedback_retrain_job, feedback_sensor, retrain_tag_sensor
 
-all_assets = load_assets_from_modules([dataset, training, export, evaluation, feedback])
+all_assets = load_assets_from_modules([dataset, training, export, evaluation, feedback, monitoring_assets])
 
 defs = Definitions(
     assets=all_assets,

@@ -52,13 +52,14 @@ quarterly_retrain = make_quarterly_retrain(retrain_cron())
 
 monitoring_job = define_asset_job(
     "monitoring_job",
-    selection=AssetSelection.assets("evaluation_report", "feedback_examples"),
-    description="Re-score the current router and re-read the feedback inbox (drift, quarantine).",
+    selection=AssetSelection.assets("evaluation_report", "feedback_examples", "monitoring_report"),
+    description="Re-score the current router on the evaluation sets and on recent feedback (drift, freshness), and "
+    "re-read the feedback inbox (quarantine).",
 )
 monitoring = ScheduleDefinition(
     name="monitoring",
     cron_schedule=MONITORING_CRON,
     job=monitoring_job,
     execution_timezone="UTC",
-    description="Daily at 06:00 UTC: evaluation_report and feedback_examples.",
+    description="Daily at 06:00 UTC: evaluation_report, feedback_examples and monitoring_report.",
 )

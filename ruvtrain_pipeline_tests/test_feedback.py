@@ -23,6 +23,7 @@ from ruvtrain_pipeline.core.feedback import (
     FeedbackLabels,
     group_id,
     load_feedback,
+    read_valid_rows,
     resolve_feedback_dir,
     scan_inbox,
 )
@@ -193,7 +194,12 @@ def test_asset_writes_examples_quarantine_and_stats(tmp_path):
     result = _materialize_feedback(tmp_path / "data", inbox)
     assert result.success
     out = tmp_path / "data" / "feedback_examples"
-    assert sorted(p.name for p in out.iterdir()) == ["examples.jsonl", "quarantine.jsonl", "stats.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["examples.jsonl", "quarantine.jsonl", "stats.json",
+                                                    "valid_rows.jsonl"]
+    events = read_valid_rows(out / "valid_rows.jsonl")  # every valid row, duplicates too, with its timestamp
+    assert [(e.request, e.line, e.correct_agent, e.confidence) for e in events] == [
+        ("a", 1, "tester", 0.8), ("b", 2, "tester", 0.1), ("a", 4, "coder", 0.8)]
+    assert events[0].timestamp == datetime(2026, 3, 1, 10, tzinfo=UTC)
     examples = [json.loads(line) for line in (out / "examples.jsonl").read_text().splitlines()]
     assert [e["input"] for e in examples] == ["a", "b"]
     assert set(examples[0]) == {"input", "context", "output_agent", "metadata"}
@@ -326,7 +332,7 @@ def test_definitions_wire_schedules_sensor_and_jobs():
     def keys(job: str) -> set[str]:
         return {k.to_user_string() for k in defs.resolve_job_def(job).asset_layer.selected_asset_keys}
 
-    assert keys("monitoring_job") == {"evaluation_report", "feedback_examples"}
+    assert keys("monitoring_job") == {"evaluation_report", "feedback_examples", "monitoring_report"}
     assert {"feedback_examples", "dataset_splits", "trained_adapter", "gguf_export", "evaluation_report"} <= \
         keys("feedback_retrain_job")
     assert "feedback_examples" in keys("full_pipeline_job")

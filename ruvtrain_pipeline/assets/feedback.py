@@ -18,7 +18,13 @@ from dagster import (
 from pydantic import Field
 
 from ..core.catalog import CATALOG_DIR, load_catalog
-from ..core.feedback import FEEDBACK_DIR_ENV, FeedbackLabels, load_feedback, resolve_feedback_dir
+from ..core.feedback import (
+    FEEDBACK_DIR_ENV,
+    FeedbackLabels,
+    load_feedback,
+    resolve_feedback_dir,
+    write_valid_rows,
+)
 from ..core.io import atomic_dir, dir_digest
 from ..core.schema import SchemaError, validate_examples, write_jsonl
 from ..resources import DVC_POOL, DvcResource, PipelineStorage
@@ -56,6 +62,7 @@ def feedback_examples(context: AssetExecutionContext, config: FeedbackConfig, st
     out_dir = storage.asset_dir("feedback_examples")
     with atomic_dir(out_dir) as tmp:
         write_jsonl(df, tmp / "examples.jsonl")
+        write_valid_rows(result.rows, tmp / "valid_rows.jsonl")  # with timestamps, for monitoring
         with (tmp / "quarantine.jsonl").open("w", encoding="utf-8") as fh:
             for q in result.quarantine:
                 fh.write(json.dumps(q.as_dict(), ensure_ascii=False) + "\n")

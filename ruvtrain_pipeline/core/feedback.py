@@ -84,6 +84,10 @@ class FeedbackRow:
     confidence: float | None
     domain: str | None
 
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready, the timestamp in ISO 8601 (read back by `read_valid_rows`)."""
+        return {**self.__dict__, "timestamp": self.timestamp.isoformat()}
+
 
 @dataclass(frozen=True)
 class QuarantinedRow:
@@ -327,6 +331,26 @@ def load_feedback(folder: Path | str, labels: FeedbackLabels, low_confidence_thr
     examples = examples.sort("agent_type", "input")
     stats = feedback_stats(valid, quarantine, kept, examples, files, low_confidence_threshold)
     return FeedbackResult(examples, quarantine, stats, valid)
+
+
+def write_valid_rows(rows: list[FeedbackRow], path: Path) -> None:
+    """Every valid row (before dedupe: each is one routing event) as JSON lines, in reading order; monitoring
+    re-scores the recent ones."""
+    with path.open("w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row.as_dict(), ensure_ascii=False) + "\n")
+
+
+def read_valid_rows(path: Path | str) -> list[FeedbackRow]:
+    """The rows `write_valid_rows` wrote (they were validated when the feedback was read)."""
+    rows = []
+    for lineno, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        try:
+            obj = json.loads(line)
+            rows.append(FeedbackRow(**(obj | {"timestamp": datetime.fromisoformat(obj["timestamp"])})))
+        except (ValueError, TypeError, KeyError) as exc:
+            raise ValueError(f"{path}:{lineno}: not a feedback row ({exc})") from None
+    return rows
 
 
 # ---------------------------------------------------------------- incremental scan (sensor)
