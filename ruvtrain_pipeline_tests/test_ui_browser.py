@@ -30,7 +30,7 @@ SKIP_ENV = "RUVTRAIN_SKIP_BROWSER_TESTS"
 CHROMIUM = os.environ.get("RUVTRAIN_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("RUVTRAIN_CHROMEDRIVER", "/usr/bin/chromedriver")
 ARTIFACTS = Path(os.environ.get("RUVTRAIN_TEST_ARTIFACTS", REPO_ROOT / "test-artifacts")) / "browser"
-GROUPS = ("dataset", "training", "export", "evaluation", "feedback")
+GROUPS = ("dataset", "training", "export", "evaluation", "feedback", "monitoring")
 DATASET_ASSETS = ("seed_templates", "base_examples", "augmented_examples", "hard_negatives", "dataset_splits")
 SERVER_START_S = 240  # the code location imports the whole pipeline; on a busy 2-core machine that takes a while
 RUN_S = 300
@@ -208,7 +208,8 @@ def test_materialize_from_the_asset_graph_in_chromium(browser, dagster_dev, monk
     gear = [e for e in driver.find_elements(By.CSS_SELECTOR, "[aria-label='settings']") if e.is_displayed()][-1]
     gear.click()  # the graph's settings menu (the last settings icon; the first is the app's)
     _wait(driver, "the graph settings menu", lambda d: _visible(d, _by_text("Expand all groups"))).click()
-    all_assets = (*DATASET_ASSETS, "trained_adapter", "gguf_export", "evaluation_report", "feedback_examples")
+    all_assets = (*DATASET_ASSETS, "trained_adapter", "gguf_export", "evaluation_report", "feedback_examples",
+                  "monitoring_report")
     _wait(driver, "every asset node", lambda d: all(_graph_node(d, a) for a in all_assets))
     ActionChains(driver).send_keys(Keys.ESCAPE).perform()
     driver.save_screenshot(str(ARTIFACTS / "asset_graph_before.png"))
