@@ -212,6 +212,7 @@ def test_materialize_from_the_asset_graph_in_chromium(browser, dagster_dev, monk
                   "monitoring_report")
     _wait(driver, "every asset node", lambda d: all(_graph_node(d, a) for a in all_assets))
     ActionChains(driver).send_keys(Keys.ESCAPE).perform()
+    _wait(driver, "the settings menu to close", lambda d: not _visible(d, _by_text("Collapse all groups")))
     driver.save_screenshot(str(ARTIFACTS / "asset_graph_before.png"))
 
     # 2. select seed_templates in the graph and materialize it from the UI
