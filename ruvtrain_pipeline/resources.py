@@ -72,6 +72,13 @@ class DvcResource(ConfigurableResource):
         if repro_stage is not None:
             log.info(f"dvc: running as `dvc repro` stage {repro_stage}; DVC records {stage} itself")
             return meta | {"dvc": f"recorded by `dvc repro` (stage {repro_stage})"}
+        missing = v.missing_deps(root, stage)
+        if missing:
+            # e.g. dataset_splits materialized before feedback_examples ever was: the data is written and kept, DVC
+            # cannot record the stage until its upstream folder exists
+            return meta | self._not_recorded(
+                f"stage {stage} depends on {', '.join(missing)}, which does not exist yet (materialize that upstream "
+                f"asset, then {stage} again, to version it)", log)
         with v.process_lock(root, self.lock_timeout_s):
             # not --quiet: it would hide the lock message the retry looks for
             v.run_dvc(root, ["commit", "--force", stage], self.lock_timeout_s)
@@ -107,7 +114,7 @@ class DvcResource(ConfigurableResource):
 
         if self.strict:
             raise VersioningError(f"DVC versioning is strict and {why}")
-        log.info(f"dvc: {why}; this materialization is not versioned")
+        log.warning(f"dvc: {why}; this materialization is not versioned")
         return {"dvc": why}
 
     def tag_retrain(self, data_dir: Path | str, quarter: str, message: str) -> Any:

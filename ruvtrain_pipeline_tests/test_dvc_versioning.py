@@ -204,6 +204,20 @@ def test_a_folder_no_stage_outputs_is_not_versioned(dvc_repo, tiny_catalog_dir):
         DvcResource(strict=True).record(dvc_repo / "scratch" / "seed_templates")
 
 
+def test_an_upstream_folder_that_does_not_exist_leaves_the_stage_unversioned_and_the_data_kept(dvc_repo,
+                                                                                             tiny_catalog_dir):
+    # base_examples' stage depends on data/seed_templates; DVC cannot commit it while that folder is missing
+    # (the case of dataset_splits materialized before feedback_examples ever was)
+    assert _materialize(dvc_repo, tiny_catalog_dir).success
+    shutil.rmtree(dvc_repo / "data" / "seed_templates")
+    out = dvc_repo / "data" / "base_examples"
+    meta = DvcResource().record(out)
+    assert "depends on data/seed_templates, which does not exist yet" in meta["dvc"] and "dvc/md5" not in meta
+    assert out.is_dir() and any(out.iterdir())
+    with pytest.raises(versioning.VersioningError, match="strict"):
+        DvcResource(strict=True).record(out)
+
+
 def test_dvc_lock_held_by_another_process_is_waited_for(dvc_repo, tiny_catalog_dir):
     from dvc.repo import Repo
 

@@ -71,6 +71,13 @@ def stage_for_output(root: Path, out_dir: Path | str) -> str | None:
     return None
 
 
+def missing_deps(root: Path, stage: str) -> list[str]:
+    """The `deps` of `stage` in root/dvc.yaml that do not exist (DVC refuses to commit a stage with one), in order."""
+    stages = (yaml.safe_load((root / "dvc.yaml").read_text(encoding="utf-8")) or {}).get("stages") or {}
+    deps = [d if isinstance(d, str) else next(iter(d)) for d in (stages.get(stage) or {}).get("deps") or []]
+    return [d for d in deps if not (root / d).exists()]
+
+
 def lock_entry(root: Path, stage: str, out_dir: Path | str) -> dict[str, Any] | None:
     """The dvc.lock record of `out_dir` under `stage` ({path, hash, md5, size, nfiles}), or None."""
     lock_file = root / "dvc.lock"
