@@ -64,7 +64,7 @@ def rng() -> np.random.Generator:
 
 
 def eval_config(**overrides) -> dict:
-    return {"peer_benchmark_dir": str(PEER_DIR), "latency_requests": 10} | overrides
+    return {"peer_benchmark_dir": str(PEER_DIR), "latency_requests": 10, "robustness_rows": 40} | overrides
 
 
 @pytest.fixture(scope="session")

@@ -45,6 +45,8 @@ class EvaluationConfig(Config):
     realistic_floor_agent_acc: float = Field(default=0.80, description="WARN below this on the realistic set.")
     realistic_floor_category_acc: float = Field(default=0.85, description="WARN below this on the realistic set.")
     regression_margin: float = Field(default=0.02, description="WARN when a headline metric drops more than this.")
+    robustness_seed: int = Field(default=0, description="Seed of the perturbations (typos, irrelevant context).")
+    robustness_rows: int = Field(default=0, ge=0, description="Realistic rows scored under perturbations (0 = all).")
 
 
 def _latency(fn, texts: list[str], n: int) -> dict:
@@ -73,7 +75,14 @@ def _latency(fn, texts: list[str], n: int) -> dict:
     "confusion, tier accuracy, cost vs always-opus and oracle, under-tiering, hard-negative accuracy, latency, "
     "regression vs the previous report.",
     check_specs=[AssetCheckSpec("realistic_accuracy_floor", asset="evaluation_report"),
-                 AssetCheckSpec("no_regression", asset="evaluation_report")],
+                 AssetCheckSpec("no_regression", asset="evaluation_report"),
+                 AssetCheckSpec("edge_cases_route", asset="evaluation_report", blocking=True,
+                                description="Every edge-case input routes on every backend without an error and "
+                                "with a valid route (no-content input declined); a failure keeps the router out of "
+                                "production."),
+                 AssetCheckSpec("edge_case_confidence", asset="evaluation_report",
+                                description="WARN when garbage input gets a confidence at or above the median "
+                                "confidence on real requests.")],
     kinds={"python", "pytorch"},
 )
 def evaluation_report(context: AssetExecutionContext, config: EvaluationConfig, storage: PipelineStorage,
@@ -149,6 +158,12 @@ def evaluation_report(context: AssetExecutionContext, config: EvaluationConfig, 
         context.log.info(f"{s.name}: n={len(s)} hybrid agent {variants['hybrid']['agent_acc']:.4f} "
                          f"category {variants['hybrid']['category_acc']:.4f}")
 
+    robustness = _robustness(torch_router, routers, next(s for s in sets if s.name == "realistic"), score_args,
+                             config.robustness_seed, config.robustness_rows)
+    ab = _champion_vs_challenger(storage, encoder, sets, score_args, results, export_dir)
+    if ab:
+        context.log.info(f"champion {ab['champion']['digest']} scored beside the challenger {ab['challenger']['digest']}")
+
     # hard-negative accuracy on the held-out (test-split) triplets
     trip = pl.read_parquet(storage.require("dataset_splits", "triplets/test.parquet"))
     trip = trip.filter(pl.col("positive").is_in(agent_labels) & pl.col("negative").is_in(agent_labels))
@@ -209,6 +224,7 @@ def evaluation_report(context: AssetExecutionContext, config: EvaluationConfig, 
 
         sections = _sections(Section, results, goal_rows, hn, latency, headline, previous, regressed, notes, sets,
                              adapter_meta, agent_labels, tradeoff, torch_router.tier_confidence)
+        sections[-1:-1] = _lifecycle_sections(Section, robustness, ab, agent_labels)
         for s in sections:
             s.images = [i for i in images if _image_section(i) == s.title]
         title = "ruvtrain router evaluation"
@@ -216,12 +232,17 @@ def evaluation_report(context: AssetExecutionContext, config: EvaluationConfig, 
         (tmp / "report.html").write_text(render_html(title, sections, tmp), encoding="utf-8")
         # metrics.json: the flat numbers DVC and the regression check compare; results.json: everything else
         metrics = {"headline": headline, "hard_negative_accuracy": {k: v["all"] for k, v in hn.items()},
+                   "robustness": _flat_robustness(robustness),
+                   **({"champion": ev.flat_headline({k: {"hybrid": v} for k, v in ab["champion"]["results"].items()})}
+                      if ab else {}),
                    "latency_p50_ms": {k: v["p50_ms"] for k, v in latency.items()}}
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         details = {"results": results, "hard_negative_accuracy": hn, "latency": latency,
                    "goals": {"rows": goal_rows, "misses": goal_misses}, "previous_headline": previous,
                    "sets": {s.name: {"n": len(s), "source": s.source} for s in sets},
+                   "robustness": robustness, "ab": ab,
                    "model": {"gguf_export": dir_digest(export_dir),
+                             "trained_adapter": dir_digest(storage.asset_dir("trained_adapter")),
                              "trained_adapter_data_versions": adapter_meta.get("data_versions", {})}}
         (tmp / "results.json").write_text(json.dumps(details, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
@@ -233,7 +254,20 @@ def evaluation_report(context: AssetExecutionContext, config: EvaluationConfig, 
         floor_problems.append(f"realistic agent_acc {real['agent_acc']} < {config.realistic_floor_agent_acc}")
     if real["category_acc"] < config.realistic_floor_category_acc:
         floor_problems.append(f"realistic category_acc {real['category_acc']} < {config.realistic_floor_category_acc}")
+    edge_problems = [f"{backend} {e['case']}: {p}" for backend, rows in robustness["edge_cases"].items() for e in rows
+                     for p in e["problems"]]
+    edge_warnings = [f"{backend} {e['case']}: {w}" for backend, rows in robustness["edge_cases"].items() for e in rows
+                     for w in e["warnings"]]
+    edge_total = sum(len(rows) for rows in robustness["edge_cases"].values())
     checks = [
+        AssetCheckResult(check_name="edge_cases_route", passed=not edge_problems, severity=AssetCheckSeverity.ERROR,
+                         metadata={"routes_checked": edge_total, "problems_found": len(edge_problems),
+                                   **({"problems": MetadataValue.md("\n".join(f"- {p}" for p in edge_problems[:20]))}
+                                      if edge_problems else {})}),
+        AssetCheckResult(check_name="edge_case_confidence", passed=not edge_warnings, severity=AssetCheckSeverity.WARN,
+                         metadata={"reference_confidence": robustness["reference_confidence"],
+                                   **({"warnings": MetadataValue.md("\n".join(f"- {w}" for w in edge_warnings[:20]))}
+                                      if edge_warnings else {})}),
         AssetCheckResult(check_name="realistic_accuracy_floor", passed=not floor_problems,
                          severity=AssetCheckSeverity.WARN,
                          metadata={"agent_acc": real["agent_acc"], "category_acc": real["category_acc"],
@@ -247,6 +281,9 @@ def evaluation_report(context: AssetExecutionContext, config: EvaluationConfig, 
     return versioned(context, storage, dvc, MaterializeResult(
         metadata={"headline": MetadataValue.md(sections[0].text + "\n\n" + _md(sections[0])), **numeric,
                   "goals_missed": len(goal_misses), "path": MetadataValue.path(str(out_dir)),
+                  **{f"robustness_{k.replace('.', '_')}": v for k, v in _flat_robustness(robustness).items()
+                     if k.endswith(("agent_acc_delta", "edge_cases_sensible"))},
+                  "champion": ab["champion"]["digest"] if ab else "none (no production router yet)",
                   "report": MetadataValue.path(str(out_dir / "report.html"))},
         check_results=checks,
         data_version=DataVersion(dir_digest(out_dir)),
@@ -350,4 +387,97 @@ def _sections(Section, results, goal_rows, hn, latency, headline, previous, regr
                             f"{m.get('grpo', {}).get('kept') if isinstance(m.get('grpo'), dict) else 'n/a'}."))
     sections.append(Section("Sets", "\n\n".join(notes) if notes else "",
                             ["set", "n", "source"], [[s.name, len(s), s.source] for s in sets]))
+    return sections
+
+
+def _robustness(torch_router, routers: dict, realistic, score_args: tuple, seed: int, rows: int) -> dict:
+    """Accuracy of the hybrid torch router on the realistic set (its first `rows` rows; 0 = all) under each
+    perturbation, and every edge case routed by every backend (judged against the median confidence on the clean
+    realistic set)."""
+    from ..core import robustness as rb
+
+    if rows:
+        realistic = realistic.head(rows)
+    perturbations = rb.perturbation_scores(torch_router, realistic, score_args, "hybrid", seed)
+    reference = perturbations["clean"]["confidence_median"]
+    edges = {name: rb.edge_case_results(router, reference) for name, router in routers.items()}
+    return {"set": realistic.name, "rows": len(realistic), "mode": "hybrid", "backend": "torch", "seed": seed,
+            "reference_confidence": reference, "perturbations": perturbations, "edge_cases": edges}
+
+
+def _flat_robustness(robustness: dict) -> dict[str, float]:
+    flat = {f"{robustness['set']}.{kind}.{k}": v for kind, m in robustness["perturbations"].items()
+            for k, v in m.items() if k in ("agent_acc", "category_acc", "tier_acc", "under_tier_rate", "agent_flip_rate",
+                                            "agent_acc_delta") and isinstance(v, int | float)}
+    for backend, rows in robustness["edge_cases"].items():
+        flat[f"{backend}.edge_cases_sensible"] = sum(e["sensible"] for e in rows)
+        flat[f"{backend}.edge_cases_total"] = len(rows)
+    return flat
+
+
+def _champion_vs_challenger(storage: PipelineStorage, encoder: BaseEncoder, sets: list, score_args: tuple,
+                            results: dict, export_dir) -> dict | None:
+    """When a production router exists (the champion), score it on the same sets as the new export (the challenger)
+    in this run, hybrid on the torch backend: the A/B tables here, the promotion decision in production_router."""
+    from ..core import evaluate as ev
+    from ..core.router import SIDECAR, Router, request_text
+
+    champion_dir = storage.asset_dir("production_router")
+    if not (champion_dir / SIDECAR).exists():
+        return None
+    champion = Router(champion_dir, backend="torch", base_model=encoder.resolved_path())
+    scored = {}
+    for s in sets:
+        texts = [request_text(i, c) for i, c in zip(s.inputs, s.contexts, strict=True)]
+        routes = champion.route_embedded(texts, champion.embed(texts), "hybrid")
+        scored[s.name] = ev.score_routes(s, [r.agent_type for r in routes], [r.model for r in routes], *score_args)
+    return {"mode": "hybrid", "backend": "torch",
+            "champion": {"path": str(champion_dir), "digest": dir_digest(champion_dir), "results": scored},
+            "challenger": {"path": str(export_dir), "digest": dir_digest(export_dir),
+                           "results": {k: v["hybrid"] for k, v in results.items()}}}
+
+
+def _lifecycle_sections(Section, robustness: dict, ab: dict | None, agent_labels: list[str]) -> list:
+    from ..core import promotion
+
+    p = robustness["perturbations"]
+    sections = [Section(
+        "Robustness",
+        f"Hybrid torch router on the {robustness['set']} set ({robustness['rows']} requests) with every request "
+        "perturbed the same way "
+        "(deterministic, seed " + str(robustness["seed"]) + "): typos (about one word in five, at least one), "
+        "casing (all upper case), truncation (first half of the words), irrelevant context (a sentence of small "
+        "talk added) and empty context (context dropped; only the rows that had one change). Flip rate = share of "
+        "requests whose routed agent type differs from the clean route.",
+        ["perturbation", "changed", "agent acc", "delta", "agent acc (changed rows)", "category acc", "tier acc",
+         "under-tier", "flip rate"],
+        [[k, m.get("changed", m["n"]), m["agent_acc"], m.get("agent_acc_delta"), m.get("agent_acc_changed"),
+          m["category_acc"], m.get("tier_acc"), m.get("under_tier_rate"), m.get("agent_flip_rate")]
+         for k, m in p.items()])]
+    rows = [[backend, e["case"], e["kind"], e["chars"], e.get("agent_type"), e.get("model"), e.get("confidence"),
+             e.get("method"), e.get("max_prototype_similarity"),
+             "yes" if e["sensible"] else "NO: " + "; ".join(e["problems"] + e["warnings"])]
+            for backend, edge_rows in robustness["edge_cases"].items() for e in edge_rows]
+    sections.append(Section(
+        "Edge cases",
+        "Each input is routed alone on every backend. Sensible = no error; a confidence that is a finite number in "
+        "[0, 1]; known agent type, category, tier and complexity; input with no letter or digit declined (no agent, "
+        "confidence 0); garbage (letters but no request) routed with a confidence below the median confidence on the "
+        f"clean realistic set ({robustness['reference_confidence']}). The max prototype similarity (cosine to the "
+        "nearest agent prototype) shows how far an input is from anything the router was trained on.",
+        ["backend", "case", "kind", "chars", "agent type", "tier", "confidence", "method", "max proto sim",
+         "sensible"], rows))
+    if not ab:
+        sections.append(Section("Champion vs challenger (A/B)", "No production router yet: nothing to compare; the "
+                                "first export is promoted by production_router."))
+        return sections
+    champ, chall = ab["champion"]["results"], ab["challenger"]["results"]
+    sections.append(Section(
+        "Champion vs challenger (A/B)",
+        f"The production router (champion, {ab['champion']['digest']}) and this export (challenger, "
+        f"{ab['challenger']['digest']}) scored in this run on the same sets, hybrid mode, torch backend. "
+        "production_router promotes the challenger only if it is not worse beyond the configured margins.",
+        promotion.AB_METRIC_HEADER, promotion.ab_metric_rows(champ, chall)))
+    sections.append(Section("Champion vs challenger per agent type", "Precision, recall and F1 per agent type.",
+                            promotion.AB_CLASS_HEADER, promotion.ab_class_rows(champ, chall, agent_labels)))
     return sections

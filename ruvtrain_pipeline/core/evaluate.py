@@ -37,6 +37,11 @@ class EvalSet:
     def __len__(self) -> int:
         return len(self.inputs)
 
+    def head(self, n: int) -> EvalSet:
+        """The first n rows as a set of the same name."""
+        return EvalSet(self.name, self.source, self.inputs[:n], self.contexts[:n], self.agent_type[:n],
+                       self.category[:n], self.complexity[:n], self.expected_model[:n])
+
     @property
     def has_tiers(self) -> bool:
         return all(m is not None for m in self.expected_model) and len(self) > 0

@@ -45,6 +45,11 @@ class RouteResult:
         return dict(self.__dict__)
 
 
+def has_content(text: str) -> bool:
+    """Whether there is anything to route on: at least one letter or digit (any script)."""
+    return any(ch.isalnum() for ch in text)
+
+
 def request_text(request: str, context: str | None) -> str:
     request = request.strip()
     return f"{request} {context.strip()}" if context and context.strip() else request
@@ -211,7 +216,10 @@ class Router:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         texts = [request_text(r, c) for r, c in requests]
-        emb = self.embed(texts) if texts else np.zeros((0, self.prototypes.shape[1]), dtype=np.float32)
+        emb = np.zeros((len(texts), self.prototypes.shape[1]), dtype=np.float32)
+        routable = [i for i, t in enumerate(texts) if has_content(t)]  # the encoder never sees an empty text
+        if routable:
+            emb[routable] = self.embed([texts[i] for i in routable])
         return self.route_embedded(texts, emb, mode)
 
     def route_embedded(self, texts: list[str], emb: np.ndarray, mode: str = "hybrid",
@@ -228,6 +236,11 @@ class Router:
         out = []
         for i, text in enumerate(texts):
             complexity = cxs[int(cx_idx[i])]
+            if not has_content(text):
+                # empty, whitespace, punctuation or emoji only: nothing to route on, so no agent and no confidence
+                out.append(RouteResult(agent_type=None, agent=None, complexity=complexity, model=None,
+                                       confidence=0.0, method="unroutable", runner_up=None))
+                continue
             emb_agent, emb_conf = agents[int(order[i, 0])], float(a_prob[i, order[i, 0]])
             emb_runner = agents[int(order[i, 1])]
             kw_agent, kw_conf, kw_runner = (None, 0.0, None) if mode == "embedding" else self.keywords.decide(text)
@@ -266,10 +279,12 @@ def catalog_tier_confidence(routing_file: Path = ROUTING_FILE) -> float | None:
 
 
 def default_model_dir(data_dir: Path | str = "data") -> Path:
-    """The latest materialized router under data/: the gguf_export folder once it exists, else the trained adapter."""
+    """The router to serve from data/: the production router (the promoted champion) once there is one, else the
+    latest gguf_export, else the trained adapter."""
     root = Path(os.environ.get("RUVTRAIN_DATA_DIR", data_dir))
-    if (root / "gguf_export" / SIDECAR).exists():
-        return root / "gguf_export"
+    for name in ("production_router", "gguf_export"):
+        if (root / name / SIDECAR).exists():
+            return root / name
     if (root / "trained_adapter" / "heads.safetensors").exists():
         return root / "trained_adapter"
     raise RouterError(f"no trained router under {root.resolve()}: run `make run` (or materialize gguf_export) "
