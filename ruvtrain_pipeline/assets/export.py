@@ -47,6 +47,7 @@ def gguf_export(
 ) -> MaterializeResult:
     from pathlib import Path
 
+    from ..core.cards import write_model_card
     from ..core.export.gguf_bert import (
         QUANT,
         expected_shapes,
@@ -128,6 +129,8 @@ def gguf_export(
         sizes = {p.name: p.stat().st_size for p in tmp.iterdir() if p.is_file()}
         (tmp / "export.json").write_text(json.dumps({"provenance": provenance, "sizes": sizes, **meta}, indent=2,
                                                     sort_keys=True) + "\n", encoding="utf-8")
+        # model card (README.md) from the files above; evaluation figures when a report scored this trained adapter
+        write_model_card(tmp, router_dir, storage.asset_dir("evaluation_report") / "results.json")
     f32 = sizes.get("router-encoder-f32.gguf")
     if f32 and "router-encoder-q8_0.gguf" in sizes:
         meta["q8_0_size_share_of_f32"] = round(sizes["router-encoder-q8_0.gguf"] / f32, 4)
