@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -88,13 +89,17 @@ def _cmd_route(args: argparse.Namespace) -> int:
         router = Router(Path(args.model) if args.model else default_model_dir(), backend=args.backend,
                         quantization=args.quantization, tier_confidence=tier)
         _ = router.encoder  # load now, so a broken model fails before any input is read
+        canary = _canary_setup(args, router, tier) if args.canary is not None else None
     except (RouterError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if args.request:
-        result = router.route(args.request, args.context, mode=args.mode)
+        if canary:
+            result = _route_canary(canary, [(args.request, args.context)], args.mode)[0]
+        else:
+            result = router.route(args.request, args.context, mode=args.mode).as_dict()
         print(json.dumps({"input": args.request, **({"context": args.context} if args.context else {}),
-                          **result.as_dict()}, ensure_ascii=False))
+                          **result}, ensure_ascii=False))
         return 0
     rows, skipped = [], 0
     for lineno, obj, error in json_lines(args.input):
@@ -111,15 +116,115 @@ def _cmd_route(args: argparse.Namespace) -> int:
             continue
         print(f"{args.input}:{lineno}: skipped: {reason}", file=sys.stderr)
         skipped += 1
-    results = router.route_many([(t, c) for _, t, c in rows], mode=args.mode) if rows else []
+    requests = [(t, c) for _, t, c in rows]
+    if canary:
+        results = _route_canary(canary, requests, args.mode) if rows else []
+    else:
+        results = [r.as_dict() for r in router.route_many(requests, mode=args.mode)] if rows else []
     out = Path(args.output)
     tmp = out.with_name(f".{out.name}.tmp")
     with tmp.open("w", encoding="utf-8") as fh:
         for (obj, _t, _c), res in zip(rows, results, strict=True):
-            fh.write(json.dumps({**obj, **res.as_dict()}, ensure_ascii=False) + "\n")
+            fh.write(json.dumps({**obj, **res}, ensure_ascii=False) + "\n")
     tmp.replace(out)
     print(f"routed {len(rows)} request(s) to {out}; skipped {skipped} malformed line(s)", file=sys.stderr)
     return 1 if skipped else 0
+
+
+def _canary_setup(args: argparse.Namespace, champion, tier) -> dict:
+    """The challenger router and the log for `--canary FRACTION` (champion = the router being served)."""
+    from .core.canary import default_challenger_dir
+    from .core.feedback import resolve_feedback_dir
+    from .core.io import dir_digest
+    from .core.router import Router
+
+    if not 0 <= args.canary <= 1:
+        raise ValueError(f"--canary must be a fraction in [0, 1], got {args.canary}")
+    challenger_dir = Path(args.challenger) if args.challenger else default_challenger_dir()
+    challenger = Router(challenger_dir, backend=args.backend, quantization=args.quantization, tier_confidence=tier)
+    _ = challenger.encoder
+    versions = {"champion": dir_digest(champion.model_dir), "challenger": dir_digest(challenger_dir)}
+    if versions["champion"] == versions["challenger"] or _promoted_from(champion.model_dir) == versions["challenger"]:
+        print(f"warning: the challenger {challenger_dir} is the router in production: both arms route alike",
+              file=sys.stderr)
+    return {"champion": champion, "challenger": challenger, "fraction": args.canary, "versions": versions,
+            "feedback_dir": resolve_feedback_dir(args.feedback_dir)}
+
+
+def _promoted_from(model_dir: Path) -> str | None:
+    path = Path(model_dir) / "promotion.json"
+    return json.loads(path.read_text(encoding="utf-8")).get("gguf_export") if path.exists() else None
+
+
+def _route_canary(canary: dict, requests: list[tuple[str, str | None]], mode: str) -> list[dict]:
+    """Route with both arms, serve each request from the arm its hash picks, log both decisions (feedback format)."""
+    from datetime import UTC, datetime
+
+    from .core.canary import append_rows, canary_row, log_path
+
+    champion = canary["champion"].route_many(requests, mode=mode)
+    challenger = canary["challenger"].route_many(requests, mode=mode)
+    now = datetime.now(UTC)
+    arms = {name: (str(canary[name].model_dir), canary["versions"][name]) for name in ("champion", "challenger")}
+    rows = [canary_row(r, c, a.as_dict(), b.as_dict(), canary["fraction"], now, arms)
+            for (r, c), a, b in zip(requests, champion, challenger, strict=True)]
+    path = log_path(canary["feedback_dir"], now)
+    append_rows(path, rows)
+    print(f"canary: {sum(r['canary']['served_by'] == 'challenger' for r in rows)} of {len(rows)} request(s) served by "
+          f"the challenger; both decisions logged to {path}", file=sys.stderr)
+    served = []
+    for row, a, b in zip(rows, champion, challenger, strict=True):
+        pick = b if row["canary"]["served_by"] == "challenger" else a
+        served.append({**pick.as_dict(), "served_by": row["canary"]["served_by"]})
+    return served
+
+
+def _cmd_rollback(args: argparse.Namespace) -> int:
+    """Restore an earlier production router from DVC and record the rollback as a Dagster materialization of
+    production_router (in $DAGSTER_HOME's instance, so the UI shows it)."""
+    from .core import rollback as rb
+    from .core.versioning import find_dvc_root
+
+    data = Path(args.data_dir or os.environ.get("RUVTRAIN_DATA_DIR", "data"))
+    out_dir = (data / "production_router").resolve()
+    root = find_dvc_root(out_dir)
+    if root is None:
+        print(f"error: no DVC project at or above {out_dir}: nothing to roll back from", file=sys.stderr)
+        return 2
+    rel = out_dir.relative_to(root).as_posix()
+    try:
+        if args.list:
+            current = rb.workspace_md5(root, rel)
+            for v in rb.history(root, rel):
+                print(f"{v.commit[:12]}  {v.md5}  {'(in place) ' if v.md5 == current else ''}{v.subject}")
+            return 0
+        target = rb.resolve_target(root, rel, args.to or None)
+    except rb.RollbackError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"rolling back {rel} to {target.commit[:12]} ({target.md5}): {target.subject}", file=sys.stderr)
+    from dagster import DagsterInstance, materialize
+
+    from .definitions import defs
+    from .resources import PipelineStorage
+
+    if os.environ.get("DAGSTER_HOME"):
+        instance = DagsterInstance.get()
+    else:
+        print("warning: DAGSTER_HOME is not set: the rollback is recorded in a temporary instance the UI never sees",
+              file=sys.stderr)
+        instance = DagsterInstance.ephemeral()
+    result = materialize(
+        [defs.get_assets_def("production_router")], instance=instance, raise_on_error=False,
+        resources={"storage": PipelineStorage(data_dir=str(data)), "dvc": defs.resources["dvc"]},
+        run_config={"ops": {"production_router": {"config": {"rollback_to": target.commit}}}},
+    )
+    if not result.success:
+        failures = [e.message for e in result.all_events if e.is_failure]
+        print(f"error: rollback failed: {failures[-1] if failures else 'see the run ' + result.run_id}", file=sys.stderr)
+        return 1
+    print(json.dumps({"restored": target.as_dict(), "path": str(out_dir), "run_id": result.run_id}, indent=2))
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -140,8 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--context", default=None)
     p.add_argument("--input", default="", help="JSONL with 'input' (or 'task') and optional 'context' per line")
     p.add_argument("--output", default="routes.jsonl")
-    p.add_argument("--model", default="", help="gguf_export or trained_adapter folder (default: the latest "
-                   "materialized gguf_export under data/, else trained_adapter)")
+    p.add_argument("--model", default="", help="router folder (default: data/production_router, else the latest "
+                   "gguf_export under data/, else trained_adapter)")
     p.add_argument("--mode", choices=["hybrid", "embedding", "keyword"], default="hybrid")
     p.add_argument("--backend", choices=["torch", "llamacpp"], default="torch",
                    help="torch: sentence-transformers + LoRA adapter; llamacpp: the GGUF encoder (no torch import)")
@@ -151,7 +256,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="tier policy: a probability in (0, 1) (cheapest tier covering the needed one with at least "
                    "that confidence), 'table' (routing table at the most likely labels), or 'catalog' (routing.yaml's "
                    "tier_confidence, the default)")
+    p.add_argument("--canary", type=float, default=None, metavar="FRACTION",
+                   help="serve this fraction of requests (picked by a hash of the request, so always the same ones) "
+                   "with the challenger, and log both routers' decisions to <feedback dir>/canary/")
+    p.add_argument("--challenger", default="", help="challenger router folder for --canary (default: the latest "
+                   "gguf_export under data/)")
+    p.add_argument("--feedback-dir", default="", help="feedback folder for the canary log (default: "
+                   "$RUVTRAIN_FEEDBACK_DIR or ./feedback_inbox)")
     p.set_defaults(func=_cmd_route)
+    p = sub.add_parser("rollback", help="restore an earlier production router from DVC (by dvc.lock revision or tag) "
+                       "and record the rollback in Dagster")
+    p.add_argument("--to", default="", metavar="VERSION", help="git revision or tag whose dvc.lock names the router "
+                   "to restore (default: the newest committed version that differs from the one in place)")
+    p.add_argument("--list", action="store_true", help="list the versions in the git history of dvc.lock and exit")
+    p.add_argument("--data-dir", default="", help="data folder (default: $RUVTRAIN_DATA_DIR or ./data)")
+    p.set_defaults(func=_cmd_rollback)
     p = sub.add_parser("keywords", help="derive the keyword rules from the templates (print, or --write the catalog)")
     p.add_argument("--write", action="store_true")
     p.set_defaults(func=_cmd_keywords)

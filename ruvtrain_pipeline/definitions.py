@@ -6,19 +6,19 @@ import os
 
 from dagster import Definitions, EnvVar, load_assets_from_modules
 
-from .assets import dataset, evaluation, export, feedback, training
+from .assets import dataset, evaluation, export, feedback, lifecycle, training
 from .assets import monitoring as monitoring_assets  # `monitoring` is the schedule
 from .jobs import dataset_job, full_pipeline_job, training_job
 from .resources import AnthropicResource, BaseEncoder, DvcResource, PipelineStorage
-from .schedules import monitoring, monitoring_job, quarterly_retrain
+from .schedules import monitoring, monitoring_job, quarterly_retrain, review_job, weekly_review
 from .sensors import feedback_retrain_job, feedback_sensor, retrain_tag_sensor
 
-all_assets = load_assets_from_modules([dataset, training, export, evaluation, feedback, monitoring_assets])
+all_assets = load_assets_from_modules([dataset, training, export, evaluation, feedback, lifecycle, monitoring_assets])
 
 defs = Definitions(
     assets=all_assets,
-    jobs=[dataset_job, training_job, full_pipeline_job, feedback_retrain_job, monitoring_job],
-    schedules=[quarterly_retrain, monitoring],
+    jobs=[dataset_job, training_job, full_pipeline_job, feedback_retrain_job, monitoring_job, review_job],
+    schedules=[quarterly_retrain, monitoring, weekly_review],
     sensors=[feedback_sensor, retrain_tag_sensor],
     resources={
         "storage": PipelineStorage(data_dir=os.environ.get("RUVTRAIN_DATA_DIR", "data")),

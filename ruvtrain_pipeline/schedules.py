@@ -1,4 +1,5 @@
-"""Schedules: the quarterly retrain of the whole chain, and the daily monitoring run (evaluation + feedback)."""
+"""Schedules: the quarterly retrain of the whole chain, the daily monitoring run (evaluation + feedback), and the
+weekly human review (verdicts back in, a new sample out)."""
 
 from __future__ import annotations
 
@@ -63,3 +64,24 @@ monitoring = ScheduleDefinition(
     execution_timezone="UTC",
     description="Daily at 06:00 UTC: evaluation_report, feedback_examples and monitoring_report.",
 )
+
+REVIEW_CRON = "0 7 * * 1"  # Mondays 07:00 UTC
+review_job = define_asset_job(
+    "review_job",
+    selection=AssetSelection.assets("review_verdicts", "review_sample"),
+    description="Read returned review files back as feedback, then draw this week's review sample.",
+)
+
+
+@schedule(
+    name="weekly_review",
+    cron_schedule=REVIEW_CRON,
+    job=review_job,
+    execution_timezone="UTC",
+    description="Mondays 07:00 UTC: returned verdicts into the feedback inbox, and 100 routes of the past week "
+    "(stratified by agent type and low confidence) into review files.",
+)
+def weekly_review(context: ScheduleEvaluationContext) -> RunRequest:
+    when = context.scheduled_execution_time or datetime.now(UTC)
+    return RunRequest(run_config={"ops": {"review_sample": {"config": {"until": when.astimezone(UTC).isoformat()}}}},
+                      tags={"review_week": f"{when.isocalendar().year}-W{when.isocalendar().week:02d}"})

@@ -35,8 +35,9 @@ CURSOR_VERSION = 1
 feedback_retrain_job = define_asset_job(
     "feedback_retrain_job",
     selection=AssetSelection.assets("feedback_examples") | AssetSelection.groups("dataset", "training", "export",
-                                                                                 "evaluation"),
-    description="Feedback examples, then the whole dataset -> training -> export -> evaluation chain.",
+                                                                                 "evaluation", "lifecycle"),
+    description="Feedback examples, then the whole dataset -> training -> export -> evaluation chain, and the "
+    "promotion gate (production_router).",
 )
 
 

@@ -131,13 +131,26 @@ def test_llamacpp_backend_never_imports_torch(export_dir):
 
 
 @pytest.mark.slow
-def test_default_model_is_the_latest_gguf_export(tiny_pipeline, capsys, monkeypatch):
+def test_default_model_is_the_production_router(tiny_pipeline, capsys, monkeypatch):
     from ruvtrain_pipeline.core.router import default_model_dir
 
     monkeypatch.setenv("RUVTRAIN_DATA_DIR", str(tiny_pipeline.data))
-    assert default_model_dir() == tiny_pipeline.data / "gguf_export"
+    assert default_model_dir() == tiny_pipeline.data / "production_router"
     assert main(["route", "write unit tests for the parser", "--backend", "llamacpp"]) == 0
     assert FIELDS <= set(json.loads(capsys.readouterr().out))
+
+
+def test_default_model_falls_back_to_the_export_then_the_adapter(tmp_path, monkeypatch):
+    from ruvtrain_pipeline.core.router import SIDECAR, default_model_dir
+
+    monkeypatch.setenv("RUVTRAIN_DATA_DIR", str(tmp_path))
+    (tmp_path / "trained_adapter").mkdir()
+    (tmp_path / "trained_adapter" / "heads.safetensors").touch()
+    assert default_model_dir() == tmp_path / "trained_adapter"
+    for name in ("gguf_export", "production_router"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / SIDECAR).touch()
+        assert default_model_dir() == tmp_path / name
 
 
 def test_keyword_prefilter_matches_plain_regex_search():
