@@ -28,7 +28,7 @@ def test_dagster_cli_materializes_dataset_chain(tmp_path: Path):
                                        "val_examples": 64, "prototype_per_agent": 4, "head_epochs": 10,
                                        "grpo_steps": 5, "max_seq_length": 32, "min_val_accuracy": 0.3}},
         "gguf_export": {"config": {"verify_texts": 20, "quantizations": ["f32", "q8_0"]}},
-        "evaluation_report": {"config": {"latency_requests": 5, "gguf_quantizations": ["q8_0"]}},
+        "evaluation_report": {"config": {"latency_requests": 5, "gguf_quantizations": ["q8_0"], "robustness_rows": 40}},
     }}))
     env = os.environ | {"DAGSTER_HOME": str(home), "RUVTRAIN_DATA_DIR": str(data), "HF_HUB_OFFLINE": "1"}
     dagster = Path(sys.executable).parent / "dagster"
@@ -54,6 +54,9 @@ def test_dagster_cli_materializes_dataset_chain(tmp_path: Path):
     assert (data / "gguf_export" / "router-encoder-q8_0.gguf").exists()
     metrics = json.loads((data / "evaluation_report" / "metrics.json").read_text())
     assert "realistic.hybrid.agent_acc" in metrics["headline"]
+    # the first export goes to production (no champion yet), with its model card
+    assert json.loads((data / "production_router" / "promotion.json").read_text())["previous_champion"] is None
+    assert (data / "production_router" / "README.md").read_text().startswith("---\n")
 
 
 def test_dagster_cli_claude_provider_against_local_server(tmp_path: Path):
