@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ..catalog import Catalog
+from ..router import request_text
 from .grpo import GrpoSettings, RoutingSpace, evaluate_routes, grpo_train, labels_judge
 from .heads import RoutingHeads, train_heads
 from .losses import InfoNCELoss, TripletCosineLoss
@@ -45,8 +46,15 @@ class TrainSettings:
     temperature: float = 0.07
     triplet_weight: float = 1.0
     infonce_weight: float = 1.0
-    max_seq_length: int = 48
+    max_seq_length: int = 128
     patience: int = 2
+    # requests arrive with or without their context: each training text carries its context with this probability
+    # (heads are fitted on both forms), so training sees what the router is served
+    context_prob: float = 0.5
+    # joint supervision through the adapter: cross-entropy on agent type and complexity of `supervised_batch` train
+    # examples per step, from a linear head trained alongside the LoRA (0 = contrastive losses only)
+    supervised_weight: float = 1.0
+    supervised_batch: int = 16
     # validation sizes (per epoch)
     val_triplets: int = 128
     val_examples: int = 520
@@ -120,11 +128,21 @@ def _sample_per_agent(labels: np.ndarray, k: int, rng: np.random.Generator) -> n
     return np.sort(np.concatenate(idx))
 
 
-def _fill_texts(triplets: pl.DataFrame, examples: pl.DataFrame, rng: np.random.Generator) -> tuple[list, list, list]:
-    """Anchor, positive and negative texts; a missing example text is a random same-split example of that agent."""
+def with_context(texts: list[str], context_of: dict[str, str | None], prob: float,
+                 rng: np.random.Generator) -> list[str]:
+    """Each text that has a context gets it appended (the router's serve form) with probability `prob`."""
+    draws = rng.random(len(texts))
+    return [request_text(t, context_of.get(t)) if d < prob else t for t, d in zip(texts, draws, strict=True)]
+
+
+def _fill_texts(triplets: pl.DataFrame, examples: pl.DataFrame, rng: np.random.Generator,
+                context_prob: float = 0.0) -> tuple[list, list, list]:
+    """Anchor, positive and negative texts; a missing example text is a random same-split example of that agent.
+    With `context_prob` > 0 each text carries its example's context with that probability."""
     by_agent: dict[str, list[str]] = {}
     for agent, text in examples.select("agent_type", "input").iter_rows():
         by_agent.setdefault(agent, []).append(text)
+    context_of = dict(examples.select("input", "context").iter_rows())
 
     def fill(texts: list[str | None], agents: list[str]) -> list[str]:
         out = []
@@ -133,10 +151,13 @@ def _fill_texts(triplets: pl.DataFrame, examples: pl.DataFrame, rng: np.random.G
                 pool = by_agent[a]
                 t = pool[int(rng.integers(len(pool)))]
             out.append(t)
-        return out
+        return with_context(out, context_of, context_prob, rng) if context_prob > 0 else out
 
+    anchors = triplets["anchor"].to_list()
+    if context_prob > 0:
+        anchors = with_context(anchors, context_of, context_prob, rng)
     return (
-        triplets["anchor"].to_list(),
+        anchors,
         fill(triplets["positive_text"].to_list(), triplets["positive"].to_list()),
         fill(triplets["negative_text"].to_list(), triplets["negative"].to_list()),
     )
@@ -199,8 +220,10 @@ def train_router(
     # fixed validation probes: a per-agent sample of train texts for prototypes, a sample of validation texts
     proto_idx = _sample_per_agent(labels["train"]["agent"].numpy(), settings.prototype_per_agent, rng)
     val_idx = np.sort(rng.permutation(val_ex.height)[: settings.val_examples])
-    proto_texts = [train_ex["input"][int(i)] for i in proto_idx]
-    val_texts = [val_ex["input"][int(i)] for i in val_idx]
+    train_ctx = dict(train_ex.select("input", "context").iter_rows())
+    val_ctx = dict(val_ex.select("input", "context").iter_rows())
+    proto_texts = with_context([train_ex["input"][int(i)] for i in proto_idx], train_ctx, settings.context_prob, rng)
+    val_texts = with_context([val_ex["input"][int(i)] for i in val_idx], val_ctx, settings.context_prob, rng)
     proto_labels = labels["train"]["agent"][torch.as_tensor(proto_idx)]
     val_labels = labels["validation"]["agent"][torch.as_tensor(val_idx)]
 
@@ -219,28 +242,51 @@ def train_router(
     triplet_loss = TripletCosineLoss(settings.margin)
     infonce = InfoNCELoss(settings.temperature)
 
-    tr_a, tr_p, tr_n = _fill_texts(triplets["train"], train_ex, rng)
+    tr_a, tr_p, tr_n = _fill_texts(triplets["train"], train_ex, rng, settings.context_prob)
     tr_lab = torch.tensor([catalog.agent_types.index(a) for a in triplets["train"]["positive"]])
     val_trip = triplets["validation"]
     vt_idx = np.sort(rng.permutation(val_trip.height)[: settings.val_triplets])
     val_trip = val_trip[vt_idx]
-    va_a, va_p, va_n = _fill_texts(val_trip, val_ex, rng)
+    va_a, va_p, va_n = _fill_texts(val_trip, val_ex, rng, settings.context_prob)
     va_lab = torch.tensor([catalog.agent_types.index(a) for a in val_trip["positive"]])
+
+    # joint supervision: a linear agent/complexity head on the adapted embedding, trained with the LoRA
+    aux = RoutingHeads(dim, n_agents, len(catalog.complexities)).to(device)
+    sup_texts = train_ex["input"].to_list()
+    sup_agent, sup_cx = labels["train"]["agent"], labels["train"]["complexity"]
 
     per_epoch = min(settings.triplets_per_epoch, len(tr_a))
     steps_per_epoch = max(1, per_epoch // settings.batch_size)
     total_steps = steps_per_epoch * settings.epochs
-    opt = torch.optim.AdamW(trainable, lr=settings.learning_rate, weight_decay=settings.weight_decay)
+    groups = [{"params": trainable, "lr": settings.learning_rate}]
+    if settings.supervised_weight > 0:
+        groups.append({"params": list(aux.parameters()), "lr": settings.head_lr})
+    opt = torch.optim.AdamW(groups, weight_decay=settings.weight_decay)
     warmup = max(1, int(settings.warmup_ratio * total_steps))
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min((s + 1) / warmup, max(0.0, (total_steps - s) / max(1, total_steps - warmup))))
 
-    def contrastive(a: list[str], p: list[str], n: list[str], lab: torch.Tensor) -> torch.Tensor:
-        emb = _forward(model, a + p + n)
+    def contrastive(a: list[str], p: list[str], n: list[str], lab: torch.Tensor,
+                    sup: tuple[list[str], torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        extra = sup[0] if sup else []
+        emb = _forward(model, a + p + n + extra)
         b = len(a)
-        ea, ep, en = emb[:b], emb[b : 2 * b], emb[2 * b :]
-        return settings.triplet_weight * triplet_loss(ea, ep, en) + \
+        ea, ep, en = emb[:b], emb[b : 2 * b], emb[2 * b : 3 * b]
+        loss = settings.triplet_weight * triplet_loss(ea, ep, en) + \
             settings.infonce_weight * infonce(ea, ep, en, lab.to(emb.device))
+        if sup:
+            a_logits, c_logits, _ = aux(emb[3 * b :])
+            loss = loss + settings.supervised_weight * (F.cross_entropy(a_logits, sup[1].to(emb.device)) +
+                                                        F.cross_entropy(c_logits, sup[2].to(emb.device)))
+        return loss
+
+    def sup_batch() -> tuple[list[str], torch.Tensor, torch.Tensor] | None:
+        if settings.supervised_weight <= 0:
+            return None
+        idx = rng.integers(len(sup_texts), size=settings.supervised_batch)
+        texts = with_context([sup_texts[i] for i in idx], train_ctx, settings.context_prob, rng)
+        sel = torch.as_tensor(idx)
+        return texts, sup_agent[sel], sup_cx[sel]
 
     def val_loss() -> float:
         model.eval()
@@ -265,7 +311,7 @@ def train_router(
         for s in range(steps_per_epoch):
             sel = order[s * settings.batch_size : (s + 1) * settings.batch_size]
             loss = contrastive([tr_a[i] for i in sel], [tr_p[i] for i in sel], [tr_n[i] for i in sel],
-                               tr_lab[torch.as_tensor(sel)])
+                               tr_lab[torch.as_tensor(sel)], sup_batch())
             if not torch.isfinite(loss):
                 finite = False
                 break
@@ -305,13 +351,20 @@ def train_router(
     t_contrastive = time.perf_counter() - started
     progress(f"contrastive phase done in {t_contrastive:.0f}s; best epoch {best[2]}")
 
-    # heads and prototypes on the adapted embedding
-    emb = {s: embed(model, df["input"].to_list()) for s, df in (("train", train_ex), ("validation", val_ex),
-                                                               ("test", test_ex))}
-    prototypes = compute_prototypes(emb["train"], labels["train"]["agent"], n_agents)
+    # heads and prototypes on the adapted embedding, in the serve form (request + context) and, when contexts are
+    # part of training, also the bare request (requests often arrive without one)
+    emb = {s: embed(model, [request_text(i, c) for i, c in zip(df["input"], df["context"], strict=True)])
+           for s, df in (("train", train_ex), ("validation", val_ex), ("test", test_ex))}
+    fit_emb, fit_labels = dict(emb), dict(labels)
+    if settings.context_prob > 0:
+        for s, df in (("train", train_ex), ("validation", val_ex)):
+            fit_emb[s] = torch.cat([emb[s], embed(model, df["input"].to_list())])
+            fit_labels[s] = {k: torch.cat([v, v]) for k, v in labels[s].items()}
+    prototypes = compute_prototypes(fit_emb["train"], fit_labels["train"]["agent"], n_agents)
     heads = RoutingHeads(dim, n_agents, len(catalog.complexities))
     head_curves = train_heads(
-        heads, {"emb": emb["train"], **labels["train"]}, {"emb": emb["validation"], **labels["validation"]},
+        heads, {"emb": fit_emb["train"], **fit_labels["train"]},
+        {"emb": fit_emb["validation"], **fit_labels["validation"]},
         epochs=settings.head_epochs, lr=settings.head_lr, weight_decay=settings.weight_decay,
         batch_size=settings.head_batch_size, patience=settings.head_patience, generator=gen,
     )
