@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import os
 from datetime import UTC, datetime
+from pathlib import Path
 
+import yaml
 from dagster import (
     AssetSelection,
     RunRequest,
@@ -21,6 +23,23 @@ RETRAIN_CRON_ENV = "RUVTRAIN_RETRAIN_CRON"
 DEFAULT_RETRAIN_CRON = "0 3 1 1,4,7,10 *"  # 03:00 UTC on the first day of each quarter
 MONITORING_CRON = "0 6 * * *"
 RETRAIN_TAG = "retrain"  # run tag holding the quarter (2027Q1); sensors.retrain_tag_sensor tags git after success
+RETRAIN_CONFIG_ENV = "RUVTRAIN_RETRAIN_CONFIG"
+PRODUCTION_CONFIG = Path(__file__).parent / "run_configs" / "production.yaml"
+
+
+def retrain_run_config() -> dict:
+    """The production run config the quarterly retrain sends ($RUVTRAIN_RETRAIN_CONFIG or run_configs/production.yaml);
+    a clear error naming the file when it is missing or not a mapping."""
+    path = Path(os.environ.get(RETRAIN_CONFIG_ENV, "").strip() or PRODUCTION_CONFIG)
+    try:
+        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"{path}: retrain run config not found (set ${RETRAIN_CONFIG_ENV})") from exc
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: invalid YAML: {exc}") from exc
+    if not isinstance(config, dict) or not isinstance(config.get("ops", {}), dict):
+        raise ValueError(f"{path}: a run config is a mapping with an 'ops' mapping")
+    return config
 
 
 def retrain_cron() -> str:
@@ -40,11 +59,12 @@ def make_quarterly_retrain(cron: str) -> ScheduleDefinition:
         job=full_pipeline_job,
         execution_timezone="UTC",
         description=f"Retrain the whole chain each quarter (cron from ${RETRAIN_CRON_ENV}, default "
-        f"'{DEFAULT_RETRAIN_CRON}'); runs are tagged retrain=<year>Q<quarter>.",
+        f"'{DEFAULT_RETRAIN_CRON}') with the production run config (run_configs/production.yaml or "
+        f"${RETRAIN_CONFIG_ENV}); runs are tagged retrain=<year>Q<quarter>.",
     )
     def quarterly_retrain(context: ScheduleEvaluationContext) -> RunRequest:
         when = context.scheduled_execution_time or datetime.now(UTC)
-        return RunRequest(tags={RETRAIN_TAG: quarter_tag(when)})
+        return RunRequest(run_config=retrain_run_config(), tags={RETRAIN_TAG: quarter_tag(when)})
 
     return quarterly_retrain
 
