@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
+from .versioning import out_entry
 
 
 class RollbackError(RuntimeError):
@@ -42,15 +42,6 @@ def _git(root: Path, *args: str) -> str:
     return proc.stdout
 
 
-def _entry(lock_text: str, out_rel: str) -> dict | None:
-    stages = (yaml.safe_load(lock_text) or {}).get("stages") or {}
-    for stage in stages.values():
-        for out in (stage or {}).get("outs") or []:
-            if str(out.get("path", "")).rstrip("/") == out_rel:
-                return out
-    return None
-
-
 def locked_version(root: Path, rev: str, out_rel: str) -> LockedVersion | None:
     """The entry of `out_rel` in dvc.lock at git revision `rev`, or None when that dvc.lock has none."""
     commit = _git(root, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}").strip()
@@ -58,7 +49,7 @@ def locked_version(root: Path, rev: str, out_rel: str) -> LockedVersion | None:
         text = _git(root, "show", f"{commit}:dvc.lock")
     except RollbackError:
         return None  # no dvc.lock in that commit
-    entry = _entry(text, out_rel)
+    entry = out_entry(text, out_rel)
     if entry is None or not entry.get("md5"):
         return None
     subject = _git(root, "log", "-1", "--format=%s", commit).strip()
@@ -71,7 +62,7 @@ def workspace_md5(root: Path, out_rel: str) -> str | None:
     lock = root / "dvc.lock"
     if not lock.is_file():
         return None
-    entry = _entry(lock.read_text(encoding="utf-8"), out_rel)
+    entry = out_entry(lock.read_text(encoding="utf-8"), out_rel)
     return str(entry["md5"]) if entry and entry.get("md5") else None
 
 

@@ -78,17 +78,26 @@ def missing_deps(root: Path, stage: str) -> list[str]:
     return [d for d in deps if not (root / d).exists()]
 
 
+def out_entry(lock_text: str, out_rel: str, stage: str | None = None) -> dict[str, Any] | None:
+    """The record ({path, hash, md5, size, nfiles}) of output `out_rel` in the text of a dvc.lock, under `stage` or
+    under any stage; None when there is none."""
+    stages = (yaml.safe_load(lock_text) or {}).get("stages") or {}
+    for name, entry in stages.items():
+        if stage is not None and name != stage:
+            continue
+        for out in (entry or {}).get("outs") or []:
+            if str(out.get("path", "")).rstrip("/") == out_rel:
+                return dict(out)
+    return None
+
+
 def lock_entry(root: Path, stage: str, out_dir: Path | str) -> dict[str, Any] | None:
     """The dvc.lock record of `out_dir` under `stage` ({path, hash, md5, size, nfiles}), or None."""
     lock_file = root / "dvc.lock"
     if not lock_file.is_file():
         return None
     rel = Path(out_dir).resolve().relative_to(root).as_posix()
-    stages = (yaml.safe_load(lock_file.read_text(encoding="utf-8")) or {}).get("stages") or {}
-    for out in (stages.get(stage) or {}).get("outs") or []:
-        if str(out.get("path", "")).rstrip("/") == rel:
-            return dict(out)
-    return None
+    return out_entry(lock_file.read_text(encoding="utf-8"), rel, stage)
 
 
 def running_under_dvc_repro(root: Path) -> str | None:
