@@ -84,7 +84,7 @@ def _cmd_route(args: argparse.Namespace) -> int:
         print("error: give a request text or --input FILE (not both)", file=sys.stderr)
         return 2
     try:
-        tier = "catalog" if args.tier_confidence == "catalog" else (
+        tier = args.tier_confidence if args.tier_confidence in ("catalog", "auto") else (
             None if args.tier_confidence == "table" else float(args.tier_confidence))
         router = Router(Path(args.model) if args.model else default_model_dir(), backend=args.backend,
                         quantization=args.quantization, tier_confidence=tier)
@@ -254,8 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="which GGUF encoder the llamacpp backend loads")
     p.add_argument("--tier-confidence", default="catalog",
                    help="tier policy: a probability in (0, 1) (cheapest tier covering the needed one with at least "
-                   "that confidence), 'table' (routing table at the most likely labels), or 'catalog' (routing.yaml's "
-                   "tier_confidence, the default)")
+                   "that confidence), 'table' (routing table at the most likely labels), 'auto' (the confidence "
+                   "calibrated on validation and stored with the model) or 'catalog' (routing.yaml's tier_confidence, "
+                   "the default; it says auto)")
     p.add_argument("--canary", type=float, default=None, metavar="FRACTION",
                    help="serve this fraction of requests (picked by a hash of the request, so always the same ones) "
                    "with the challenger, and log both routers' decisions to <feedback dir>/canary/")

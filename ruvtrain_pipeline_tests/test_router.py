@@ -175,7 +175,10 @@ def test_tier_policy_is_monotone_in_confidence(export_dir):
     from ruvtrain_pipeline.core.router import Router, catalog_tier_confidence
 
     router = Router(export_dir)
-    assert router.tier_confidence == catalog_tier_confidence()
+    # routing.yaml says auto: the router serves the confidence calibrated on validation and stored with the model
+    assert catalog_tier_confidence() == "auto"
+    assert router.tier_confidence == router.labels["tier_policy"]["tier_confidence"]
+    assert Router(export_dir, tier_confidence=0.7).tier_confidence == 0.7
     tiers = router.labels["tiers"]
     # by hand: a security-architect request always needs the top tier, whatever the complexity
     sec = np.eye(len(router.labels["agent_types"]))[[router.labels["agent_types"].index("security-architect")]]
@@ -199,3 +202,40 @@ def test_tier_policy_is_monotone_in_confidence(export_dir):
 def test_bad_tier_confidence_is_a_usage_error(export_dir, capsys):
     assert main(["route", "x", "--model", str(export_dir), "--tier-confidence", "1.5"]) == 2
     assert "tier_confidence must be in (0, 1)" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_calibrated_tier_policy_is_the_cheapest_that_meets_the_target(export_dir):
+    import polars as pl
+
+    from ruvtrain_pipeline.core.router import (TIER_GRID, Router, calibrate_tier_confidence, request_text,
+                                               under_tier_rate)
+
+    router = Router(export_dir, tier_confidence=None)
+    policy = router.labels["tier_policy"]
+    assert policy["selected_on"] == "validation" and policy["tier_confidence"] in TIER_GRID
+    # recompute on a labelled set: the chosen confidence meets the target, the next cheaper one does not
+    df = pl.read_ndjson(export_dir.parent / "dataset_splits" / "test.jsonl") if (
+        export_dir.parent / "dataset_splits" / "test.jsonl").exists() else None
+    texts = ["fix the typo in the login button label", "design the multi-region failover for payments",
+             "write unit tests for the date parser", "profile the slow checkout query",
+             "threat model our new SSO flow", "review my PR for the billing module"]
+    expected = ["haiku", "opus", "haiku", "sonnet", "opus", "sonnet"]
+    if df is not None:
+        texts = [request_text(i, c) for i, c in zip(df["input"], df["context"], strict=True)]
+        expected = [m["expected_model"] for m in df["metadata"]]
+    emb = router.embed(texts)
+    for target in (0.0, 0.2, 0.5):
+        got = calibrate_tier_confidence(router, texts, emb, expected, target)
+        tiers = router.labels["tiers"]
+        rate = lambda tau: under_tier_rate(  # noqa: E731
+            [r.model for r in router.route_embedded(texts, emb, "hybrid", tier_confidence=tau)], expected, tiers)
+        assert got["under_tier_rate"] == round(rate(got["tier_confidence"]), 4)
+        if got["met"]:
+            assert rate(got["tier_confidence"]) <= target
+            cheaper = [t for t in TIER_GRID if t < got["tier_confidence"]]
+            assert all(rate(t) > target for t in cheaper)
+        else:
+            assert got["tier_confidence"] == TIER_GRID[-1] and rate(TIER_GRID[-1]) > target
+    with pytest.raises(ValueError, match="no labelled requests"):
+        calibrate_tier_confidence(router, [], emb[:0], [], 0.02)

@@ -128,8 +128,11 @@ def evaluation_report(context: AssetExecutionContext, config: EvaluationConfig, 
     val = ev.load_split(storage.require("dataset_splits", "data/validation.parquet"), agent_category, "validation")
     val_texts = [request_text(i, c) for i, c in zip(val.inputs, val.contexts, strict=True)]
     val_emb = torch_router.embed(val_texts)
+    # the grid of the table, plus the router's own policy (calibrated on validation at training time, router.py)
+    tier_confidences = sorted({*config.tier_confidences, *([torch_router.tier_confidence]
+                                                            if torch_router.tier_confidence is not None else [])})
     tradeoff = _tradeoff_rows("validation (policy selection)", torch_router, val_texts, val_emb, val.expected_model,
-                              config.tier_confidences, routing)
+                              tier_confidences, routing)
 
     descriptions = [catalog.agents[a]["description"] for a in agent_labels]
     desc_emb = encoder.encode(descriptions)
@@ -152,8 +155,7 @@ def evaluation_report(context: AssetExecutionContext, config: EvaluationConfig, 
                 variants[label] = ev.score_routes(s, [r.agent_type for r in routes], [r.model for r in routes],
                                                   *score_args)
             if name == "torch" and s.has_tiers:
-                tradeoff += _tradeoff_rows(s.name, router, texts, emb, s.expected_model, config.tier_confidences,
-                                           routing)
+                tradeoff += _tradeoff_rows(s.name, router, texts, emb, s.expected_model, tier_confidences, routing)
         results[s.name] = variants
         context.log.info(f"{s.name}: n={len(s)} hybrid agent {variants['hybrid']['agent_acc']:.4f} "
                          f"category {variants['hybrid']['category_acc']:.4f}")
@@ -359,8 +361,9 @@ def _sections(Section, results, goal_rows, hn, latency, headline, previous, regr
                             "confidence (agent-type and complexity uncertainty combined through the routing table); "
                             "'table' = the routing table at the most likely agent type and complexity. The "
                             "headline uses the router's "
-                            f"default policy (routing.yaml tier_confidence = {default_tau}), chosen on "
-                            "the validation split.",
+                            f"default policy (tier_confidence = {default_tau}: with routing.yaml 'auto', the "
+                            "cheapest confidence whose under-tiering on the validation split met the training "
+                            "config's max_under_tier_rate, calibrated when the model was trained).",
                             ["set", "confidence", "tier acc", "under-tier", "over-tier", "saving vs opus"], tradeoff))
     sections.append(Section(
         "Hard-negative accuracy",

@@ -69,6 +69,10 @@ class TrainConfig(Config):
                                     "(validation rows come from templates never seen in training).")
     peer_benchmark_dir: str = Field(default="../shared/benchmarks/peer",
                                     description="Read-only test cases, scored after training; skipped if absent.")
+    max_under_tier_rate: float = Field(
+        default=0.02, ge=0.0, le=1.0,
+        description="Tier policy calibration: the stored tier_confidence is the lowest (cheapest) one whose "
+                    "under-tiering on the validation split (hybrid router) is at most this share.")
     seed: int = 42
 
 
@@ -174,6 +178,9 @@ def trained_adapter(
     out_dir = storage.asset_dir("trained_adapter")
     with atomic_dir(out_dir) as tmp:
         sizes = save_trained(result, tmp, catalog, provenance)
+        policy = _calibrate_tier_policy(tmp, base_model, encoder.device, examples["validation"],
+                                        config.max_under_tier_rate)
+        context.log.info(f"tier policy calibrated on validation: {policy}")
 
     problems = []
     if not m["losses_finite"]:
@@ -187,7 +194,12 @@ def trained_adapter(
     for i, (vl, va) in enumerate(zip(result.curves["val_loss"], result.curves["val_prototype_acc"], strict=True)):
         tl = result.curves["train_loss"][i - 1] if i > 0 and i - 1 < len(result.curves["train_loss"]) else None
         curve_md.append(f"| {i} | {'' if tl is None else f'{tl:.4f}'} | {vl:.4f} | {va:.3f} |")
+    if not policy["met"]:
+        context.log.warning(f"no tier confidence up to {policy['tier_confidence']} keeps validation under-tiering at "
+                            f"or below {config.max_under_tier_rate}; the model stores the highest")
     numeric = {k: round(float(v), 4) for k, v in m.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    numeric |= {f"tier_policy_{k}": v for k, v in policy.items() if k in (
+        "tier_confidence", "under_tier_rate", "tier_acc", "saving_vs_opus")}
     grpo = m["grpo"]
     return versioned(context, storage, dvc, MaterializeResult(
         metadata={
@@ -209,3 +221,22 @@ def trained_adapter(
                              baseline=round(m["baseline_val_prototype_acc"], 4))],
         data_version=DataVersion(dir_digest(out_dir)),
     ))
+
+
+def _calibrate_tier_policy(router_dir, base_model: str, device: str, validation: pl.DataFrame,
+                           max_under_tier_rate: float) -> dict:
+    """Route the validation split with the freshly saved router (hybrid, as served) and store in its labels.json the
+    cheapest tier confidence whose validation under-tiering is at most `max_under_tier_rate` (router.py `auto`)."""
+    from ..core.router import Router, calibrate_tier_confidence, request_text
+    from ..core.train.trainer import flatten_examples
+
+    val = flatten_examples(validation)
+    router = Router(router_dir, base_model=base_model, device=device, tier_confidence=None)
+    texts = [request_text(i, c) for i, c in zip(val["input"].to_list(), val["context"].to_list(), strict=True)]
+    policy = calibrate_tier_confidence(router, texts, router.embed(texts), val["expected_model"].to_list(),
+                                       max_under_tier_rate)
+    labels_file = router_dir / "labels.json"
+    labels = json.loads(labels_file.read_text(encoding="utf-8"))
+    labels["tier_policy"] = {**policy, "selected_on": "validation"}
+    labels_file.write_text(json.dumps(labels, indent=2) + "\n", encoding="utf-8")
+    return policy

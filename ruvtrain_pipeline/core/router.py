@@ -25,6 +25,8 @@ ROUTING_FILE = Path(__file__).resolve().parent.parent / "catalog" / "routing.yam
 MODES = ("hybrid", "embedding", "keyword")
 BACKENDS = ("torch", "llamacpp")
 SIDECAR = "router-sidecar.gguf"
+# tier confidence of an "auto" router whose model carries no calibrated policy (trained before calibration)
+FALLBACK_TIER_CONFIDENCE = 0.9
 
 
 class RouterError(ValueError):
@@ -163,6 +165,9 @@ class Router:
         self.keywords = KeywordMatcher.load(keywords)
         if tier_confidence == "catalog":
             tier_confidence = catalog_tier_confidence()
+        if tier_confidence == "auto":
+            # the policy calibrated on the validation split when the model was trained (labels.json tier_policy)
+            tier_confidence = (self.labels.get("tier_policy") or {}).get("tier_confidence", FALLBACK_TIER_CONFIDENCE)
         if tier_confidence is not None and not 0 < float(tier_confidence) < 1:
             raise ValueError(f"tier_confidence must be in (0, 1), got {tier_confidence}")
         self.tier_confidence = tier_confidence
@@ -270,12 +275,55 @@ class Router:
         return self.route_many([(request, context)], mode)[0]
 
 
-def catalog_tier_confidence(routing_file: Path = ROUTING_FILE) -> float | None:
-    """The router's default tier policy: `tier_confidence` in the catalog's routing.yaml (None = table at argmax)."""
+def catalog_tier_confidence(routing_file: Path = ROUTING_FILE) -> float | str | None:
+    """The router's default tier policy: `tier_confidence` in the catalog's routing.yaml: 'auto' (the confidence
+    calibrated on validation at training time and stored with the model), a number, or null (table at argmax)."""
     import yaml
 
     value = (yaml.safe_load(routing_file.read_text(encoding="utf-8")) or {}).get("tier_confidence")
-    return float(value) if value is not None else None
+    if value is None or value == "auto":
+        return value
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{routing_file}: tier_confidence must be 'auto', a number in (0, 1) or null, "
+                         f"got {value!r}") from None
+
+
+TIER_GRID = tuple(round(0.5 + 0.01 * i, 2) for i in range(50))  # 0.50 .. 0.99
+
+
+def under_tier_rate(routed: list[str | None], expected: list[str], tiers: list[str]) -> float:
+    """Share of requests routed to a cheaper tier than they need (an unrouted request goes to the top tier, as in
+    evaluate.tier_metrics)."""
+    under = sum(1 for r, e in zip(routed, expected, strict=True) if tiers.index(r or tiers[-1]) < tiers.index(e))
+    return under / max(1, len(expected))
+
+
+def calibrate_tier_confidence(router: Router, texts: list[str], emb: np.ndarray, expected: list[str],
+                              max_under_tier_rate: float, mode: str = "hybrid",
+                              grid: tuple[float, ...] = TIER_GRID) -> dict[str, Any]:
+    """The cheapest tier policy whose under-tiering on a labelled set (the validation split) is at most the target:
+    the lowest confidence of `grid` that meets it, else the grid's highest (flagged `met: false`). Returns the
+    policy with its figures on that set."""
+    if not texts:
+        raise ValueError("calibrate_tier_confidence: no labelled requests")
+    tiers, prices = router.labels["tiers"], router.labels["prices_per_request"]
+    opus_cost = len(expected) * prices[tiers[-1]]
+    chosen = None
+    for tau in grid:
+        routed = [r.model for r in router.route_embedded(texts, emb, mode, tier_confidence=tau)]
+        rate = under_tier_rate(routed, expected, tiers)
+        chosen = {
+            "tier_confidence": tau, "under_tier_rate": round(rate, 4),
+            "tier_acc": round(sum(r == e for r, e in zip(routed, expected, strict=True)) / len(expected), 4),
+            "saving_vs_opus": round(1 - sum(prices[r] if r else prices[tiers[-1]] for r in routed) / opus_cost, 4),
+        }
+        if rate <= max_under_tier_rate:
+            break
+    assert chosen is not None
+    return {**chosen, "max_under_tier_rate": max_under_tier_rate, "met": chosen["under_tier_rate"] <= max_under_tier_rate,
+            "rows": len(texts), "mode": mode}
 
 
 def default_model_dir(data_dir: Path | str = "data") -> Path:
