@@ -228,10 +228,10 @@ def _calibrate_tier_policy(router_dir, base_model: str, device: str, validation:
     """Route the validation split with the freshly saved router (hybrid, as served) and store in its labels.json the
     cheapest tier confidence whose validation under-tiering is at most `max_under_tier_rate` (router.py `auto`)."""
     from ..core.router import Router, calibrate_tier_confidence, request_text
-    from ..core.train.trainer import flatten_examples
+    from ..core.train.trainer import flatten_examples, resolve_device
 
     val = flatten_examples(validation)
-    router = Router(router_dir, base_model=base_model, device=device, tier_confidence=None)
+    router = Router(router_dir, base_model=base_model, device=resolve_device(device), tier_confidence=None)
     texts = [request_text(i, c) for i, c in zip(val["input"].to_list(), val["context"].to_list(), strict=True)]
     policy = calibrate_tier_confidence(router, texts, router.embed(texts), val["expected_model"].to_list(),
                                        max_under_tier_rate)
