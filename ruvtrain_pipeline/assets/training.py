@@ -73,6 +73,10 @@ class TrainConfig(Config):
         default=0.02, ge=0.0, le=1.0,
         description="Tier policy calibration: the stored tier_confidence is the lowest (cheapest) one whose "
                     "under-tiering on the validation split (hybrid router) is at most this share.")
+    under_tier_tolerance: float = Field(
+        default=0.005, ge=0.0, le=1.0,
+        description="When no confidence meets max_under_tier_rate, the cheapest one whose validation under-tiering "
+                    "is within this of the lowest any confidence reaches.")
     seed: int = 42
 
 
@@ -179,8 +183,9 @@ def trained_adapter(
     with atomic_dir(out_dir) as tmp:
         sizes = save_trained(result, tmp, catalog, provenance)
         policy = _calibrate_tier_policy(tmp, base_model, encoder.device, examples["validation"],
-                                        config.max_under_tier_rate)
-        context.log.info(f"tier policy calibrated on validation: {policy}")
+                                        config.max_under_tier_rate, config.under_tier_tolerance)
+        context.log.info("tier policy calibrated on validation: "
+                         f"{ {k: v for k, v in policy.items() if k != 'curve'} }")
 
     problems = []
     if not m["losses_finite"]:
@@ -195,8 +200,9 @@ def trained_adapter(
         tl = result.curves["train_loss"][i - 1] if i > 0 and i - 1 < len(result.curves["train_loss"]) else None
         curve_md.append(f"| {i} | {'' if tl is None else f'{tl:.4f}'} | {vl:.4f} | {va:.3f} |")
     if not policy["met"]:
-        context.log.warning(f"no tier confidence up to {policy['tier_confidence']} keeps validation under-tiering at "
-                            f"or below {config.max_under_tier_rate}; the model stores the highest")
+        context.log.warning(f"no tier confidence keeps validation under-tiering at or below "
+                            f"{config.max_under_tier_rate}; the model stores {policy['tier_confidence']}, the cheapest "
+                            f"within {config.under_tier_tolerance} of the lowest reachable ({policy['under_tier_rate']})")
     numeric = {k: round(float(v), 4) for k, v in m.items() if isinstance(v, int | float) and not isinstance(v, bool)}
     numeric |= {f"tier_policy_{k}": v for k, v in policy.items() if k in (
         "tier_confidence", "under_tier_rate", "tier_acc", "saving_vs_opus")}
@@ -224,7 +230,7 @@ def trained_adapter(
 
 
 def _calibrate_tier_policy(router_dir, base_model: str, device: str, validation: pl.DataFrame,
-                           max_under_tier_rate: float) -> dict:
+                           max_under_tier_rate: float, tolerance: float) -> dict:
     """Route the validation split with the freshly saved router (hybrid, as served) and store in its labels.json the
     cheapest tier confidence whose validation under-tiering is at most `max_under_tier_rate` (router.py `auto`)."""
     from ..core.router import Router, calibrate_tier_confidence, request_text
@@ -234,7 +240,7 @@ def _calibrate_tier_policy(router_dir, base_model: str, device: str, validation:
     router = Router(router_dir, base_model=base_model, device=resolve_device(device), tier_confidence=None)
     texts = [request_text(i, c) for i, c in zip(val["input"].to_list(), val["context"].to_list(), strict=True)]
     policy = calibrate_tier_confidence(router, texts, router.embed(texts), val["expected_model"].to_list(),
-                                       max_under_tier_rate)
+                                       max_under_tier_rate, tolerance)
     labels_file = router_dir / "labels.json"
     labels = json.loads(labels_file.read_text(encoding="utf-8"))
     labels["tier_policy"] = {**policy, "selected_on": "validation"}
