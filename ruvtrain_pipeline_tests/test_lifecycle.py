@@ -175,13 +175,15 @@ def _corrupt(export_dir: Path, adapter_dir: Path, out: Path) -> Path:
     return out
 
 
-def _promote(data: Path):
+def _promote(data: Path, gate: dict | None = None):
     from ruvtrain_pipeline.definitions import all_assets
 
     from .test_assets import _materialize
 
     chosen = [a for a in all_assets if {k.to_user_string() for k in a.keys} & {"evaluation_report", "production_router"}]
     cfg = {"ops": {"evaluation_report": {"config": eval_config(gguf_quantizations=[], latency_requests=3)}}}
+    if gate:
+        cfg["ops"]["production_router"] = {"config": gate}
     result = _materialize(data, cfg, assets=chosen)
     meta = {k: getattr(v, "value", v) for k, v in result.asset_materializations_for_node("production_router")[0]
             .metadata.items()}
@@ -224,8 +226,10 @@ def test_worse_challenger_is_rejected_and_better_one_promoted(tiny_pipeline, tmp
     (champion / "promotion.json").write_text(json.dumps({"gguf_export": "corrupted"}))
     shutil.rmtree(good_export)
     shutil.copytree(tiny_pipeline.data / "gguf_export", good_export)
-    meta, checks = _promote(data)
-    assert meta["decision"] == "promoted" and checks["challenger_promoted"].passed is True
+    # the rotated champion's tiers are arbitrary: it may under-tier a little less by luck (0.044 vs 0.055 on the
+    # tiny realistic run), so this half gates on accuracy only (the tier gates are tested on fixed figures above)
+    meta, checks = _promote(data, gate={"max_rise_under_tier_rate": 1.0, "max_drop_tier_acc": 1.0})
+    assert meta["decision"] == "promoted" and checks["challenger_promoted"].passed is True, meta["reason"]
     assert file_sha256(champion / "router-sidecar.gguf") == file_sha256(good_export / "router-sidecar.gguf")
     assert json.loads((champion / "promotion.json").read_text())["gguf_export"] == dir_digest(good_export)
 

@@ -54,7 +54,7 @@ def test_route_file_all_modes_and_malformed_lines(trained_dir, tmp_path, capsys)
     src.write_text("\n".join([
         json.dumps({"input": "add password reset to the Django backend", "id": 1}),
         "{not json",
-        json.dumps({"task": "write a README for the CLI", "context": "for new hires"}),
+        json.dumps({"task": "write a tutorial for the CLI", "context": "for new hires"}),
         json.dumps({"context": "no request here"}),
         json.dumps({"input": "plan the migration milestones for Q3", "context": 5}),
         json.dumps({"input": "why does the worker crash on startup?"}),
@@ -66,13 +66,13 @@ def test_route_file_all_modes_and_malformed_lines(trained_dir, tmp_path, capsys)
         assert code == 1
         assert f"{src}:2: skipped" in err and f"{src}:4: skipped" in err and f"{src}:5: skipped" in err
         rows = [json.loads(line) for line in out.read_text().splitlines()]
-        assert len(rows) == 3 and rows[0]["id"] == 1 and rows[1]["task"] == "write a README for the CLI"
+        assert len(rows) == 3 and rows[0]["id"] == 1 and rows[1]["task"] == "write a tutorial for the CLI"
         assert all(FIELDS <= set(r) for r in rows)
         if mode == "embedding":
             assert {r["method"] for r in rows} == {"embedding"}
         if mode == "keyword":
             assert {r["method"] for r in rows} == {"keyword"}
-            assert rows[1]["agent_type"] == "documenter"  # "readme" is a derived documenter rule
+            assert rows[1]["agent_type"] == "documenter"  # "tutorial": a derived rule in catalog/keywords.yaml
     good = tmp_path / "good.jsonl"
     good.write_text(json.dumps({"input": "review PR 12 for readability"}) + "\n")
     assert main(["route", "--input", str(good), "--output", str(tmp_path / "g.jsonl"), "--model",
@@ -208,8 +208,7 @@ def test_bad_tier_confidence_is_a_usage_error(export_dir, capsys):
 def test_calibrated_tier_policy_is_the_cheapest_that_meets_the_target(export_dir):
     import polars as pl
 
-    from ruvtrain_pipeline.core.router import (TIER_GRID, Router, calibrate_tier_confidence, request_text,
-                                               under_tier_rate)
+    from ruvtrain_pipeline.core.router import TIER_GRID, Router, calibrate_tier_confidence, request_text, under_tier_rate
 
     router = Router(export_dir, tier_confidence=None)
     policy = router.labels["tier_policy"]
@@ -225,11 +224,14 @@ def test_calibrated_tier_policy_is_the_cheapest_that_meets_the_target(export_dir
         texts = [request_text(i, c) for i, c in zip(df["input"], df["context"], strict=True)]
         expected = [m["expected_model"] for m in df["metadata"]]
     emb = router.embed(texts)
+    tiers = router.labels["tiers"]
+
+    def rate(tau: float) -> float:
+        return under_tier_rate([r.model for r in router.route_embedded(texts, emb, "hybrid", tier_confidence=tau)],
+                               expected, tiers)
+
     for target in (0.0, 0.2, 0.5):
         got = calibrate_tier_confidence(router, texts, emb, expected, target)
-        tiers = router.labels["tiers"]
-        rate = lambda tau: under_tier_rate(  # noqa: E731
-            [r.model for r in router.route_embedded(texts, emb, "hybrid", tier_confidence=tau)], expected, tiers)
         assert got["under_tier_rate"] == round(rate(got["tier_confidence"]), 4)
         if got["met"]:
             assert rate(got["tier_confidence"]) <= target
