@@ -225,7 +225,8 @@ def evaluation_report(context: AssetExecutionContext, config: EvaluationConfig, 
             images.append(plot_training_curves(adapter_meta["curves"], tmp / "training_curves.png"))
 
         sections = _sections(Section, results, goal_rows, hn, latency, headline, previous, regressed, notes, sets,
-                             adapter_meta, agent_labels, tradeoff, torch_router.tier_confidence)
+                             adapter_meta, agent_labels, tradeoff, torch_router.tier_confidence,
+                             torch_router.labels.get("tier_policy"))
         sections[-1:-1] = _lifecycle_sections(Section, robustness, ab, agent_labels)
         for s in sections:
             s.images = [i for i in images if _image_section(i) == s.title]
@@ -322,7 +323,7 @@ def _image_section(name: str) -> str:
 
 
 def _sections(Section, results, goal_rows, hn, latency, headline, previous, regressed, notes, sets, adapter_meta,
-              agent_labels, tradeoff, default_tau) -> list:
+              agent_labels, tradeoff, default_tau, tier_policy=None) -> list:
     head_rows = []
     for s in sets:
         m = results[s.name]["hybrid"]
@@ -361,9 +362,7 @@ def _sections(Section, results, goal_rows, hn, latency, headline, previous, regr
                             "confidence (agent-type and complexity uncertainty combined through the routing table); "
                             "'table' = the routing table at the most likely agent type and complexity. The "
                             "headline uses the router's "
-                            f"default policy (tier_confidence = {default_tau}: with routing.yaml 'auto', the "
-                            "cheapest confidence whose under-tiering on the validation split met the training "
-                            "config's max_under_tier_rate, calibrated when the model was trained).",
+                            f"default policy (tier_confidence = {default_tau}; {_policy_origin(tier_policy)}).",
                             ["set", "confidence", "tier acc", "under-tier", "over-tier", "saving vs opus"], tradeoff))
     sections.append(Section(
         "Hard-negative accuracy",
@@ -484,3 +483,15 @@ def _lifecycle_sections(Section, robustness: dict, ab: dict | None, agent_labels
     sections.append(Section("Champion vs challenger per agent type", "Precision, recall and F1 per agent type.",
                             promotion.AB_CLASS_HEADER, promotion.ab_class_rows(champ, chall, agent_labels)))
     return sections
+
+
+def _policy_origin(policy: dict | None) -> str:
+    """Where the router's tier confidence comes from, in words, for the report."""
+    if not policy:
+        return "routing.yaml's tier_confidence, or the fallback for a model without a calibrated policy"
+    if policy.get("met"):
+        return (f"calibrated at training time: the cheapest confidence whose under-tiering on the validation split is "
+                f"<= max_under_tier_rate {policy['max_under_tier_rate']} (there {policy['under_tier_rate']})")
+    return (f"calibrated at training time: no confidence keeps validation under-tiering <= max_under_tier_rate "
+            f"{policy['max_under_tier_rate']}, so the cheapest within {policy.get('tolerance')} of the lowest "
+            f"reachable (there {policy['under_tier_rate']}); used unless routing.yaml sets a number")
