@@ -208,30 +208,27 @@ def test_bad_tier_confidence_is_a_usage_error(export_dir, capsys):
 def test_calibrated_tier_policy_is_the_cheapest_that_meets_the_target(export_dir):
     import polars as pl
 
-    from ruvtrain_pipeline.core.router import TIER_GRID, Router, calibrate_tier_confidence, request_text, under_tier_rate
+    from ruvtrain_pipeline.core.catalog import load_catalog
+    from ruvtrain_pipeline.core.evaluate import TIER_GRID, calibrate_tier_confidence, routing_spec
+    from ruvtrain_pipeline.core.router import Router, request_text
 
     router = Router(export_dir, tier_confidence=None)
     policy = router.labels["tier_policy"]
     assert policy["selected_on"] == "validation" and policy["tier_confidence"] in TIER_GRID
     # recompute on a labelled set: the chosen confidence meets the target, the next cheaper one does not
-    df = pl.read_ndjson(export_dir.parent / "dataset_splits" / "test.jsonl") if (
-        export_dir.parent / "dataset_splits" / "test.jsonl").exists() else None
-    texts = ["fix the typo in the login button label", "design the multi-region failover for payments",
-             "write unit tests for the date parser", "profile the slow checkout query",
-             "threat model our new SSO flow", "review my PR for the billing module"]
-    expected = ["haiku", "opus", "haiku", "sonnet", "opus", "sonnet"]
-    if df is not None:
-        texts = [request_text(i, c) for i, c in zip(df["input"], df["context"], strict=True)]
-        expected = [m["expected_model"] for m in df["metadata"]]
+    df = pl.read_ndjson(export_dir.parent / "dataset_splits" / "test.jsonl")
+    texts = [request_text(i, c) for i, c in zip(df["input"], df["context"], strict=True)]
+    expected = [m["expected_model"] for m in df["metadata"]]
     emb = router.embed(texts)
     tiers = router.labels["tiers"]
 
-    def rate(tau: float) -> float:
-        return under_tier_rate([r.model for r in router.route_embedded(texts, emb, "hybrid", tier_confidence=tau)],
-                               expected, tiers)
+    def rate(tau: float) -> float:  # under-tiering counted here, independently of evaluate.tier_metrics
+        routed = [r.model or tiers[-1] for r in router.route_embedded(texts, emb, "hybrid", tier_confidence=tau)]
+        return sum(tiers.index(r) < tiers.index(e) for r, e in zip(routed, expected, strict=True)) / len(expected)
 
+    routing = routing_spec(load_catalog())
     for target in (0.0, 0.2, 0.5):
-        got = calibrate_tier_confidence(router, texts, emb, expected, target)
+        got = calibrate_tier_confidence(router, texts, emb, expected, routing, target)
         assert got["under_tier_rate"] == round(rate(got["tier_confidence"]), 4)
         if got["met"]:
             assert rate(got["tier_confidence"]) <= target
@@ -243,4 +240,30 @@ def test_calibrated_tier_policy_is_the_cheapest_that_meets_the_target(export_dir
             assert all(rate(t) > floor + got["tolerance"] for t in TIER_GRID if t < got["tier_confidence"])
         assert [row[0] for row in got["curve"]] == list(TIER_GRID)
     with pytest.raises(ValueError, match="no labelled requests"):
-        calibrate_tier_confidence(router, [], emb[:0], [], 0.02)
+        calibrate_tier_confidence(router, [], emb[:0], [], routing, 0.02)
+
+
+@pytest.mark.slow
+def test_auto_tier_policy_falls_back_for_a_model_without_one(trained_dir, tmp_path):
+    import shutil
+
+    from ruvtrain_pipeline.core.router import FALLBACK_TIER_CONFIDENCE, Router
+
+    old = tmp_path / "old_model"
+    shutil.copytree(trained_dir, old)
+    labels = json.loads((old / "labels.json").read_text())
+    stored = labels.pop("tier_policy")["tier_confidence"]  # as a model trained before calibration existed
+    (old / "labels.json").write_text(json.dumps(labels))
+    assert Router(old, tier_confidence="auto").tier_confidence == FALLBACK_TIER_CONFIDENCE
+    assert Router(trained_dir, tier_confidence="auto").tier_confidence == stored
+
+
+def test_malformed_tier_confidence_in_routing_yaml_names_the_file(tmp_path):
+    from ruvtrain_pipeline.core.router import catalog_tier_confidence
+
+    bad = tmp_path / "routing.yaml"
+    bad.write_text("tier_confidence: cheap\n")
+    with pytest.raises(ValueError, match=r"routing\.yaml: tier_confidence must be 'auto', a number"):
+        catalog_tier_confidence(bad)
+    bad.write_text("tier_confidence: 0.75\n")
+    assert catalog_tier_confidence(bad) == 0.75

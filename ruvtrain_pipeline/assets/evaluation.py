@@ -103,8 +103,7 @@ def evaluation_report(context: AssetExecutionContext, config: EvaluationConfig, 
     catalog = Catalog.from_dict(json.loads(storage.require("seed_templates", "catalog.json").read_text()))
     export_dir = storage.asset_dir("gguf_export")
     adapter_meta = json.loads(storage.require("trained_adapter", "metadata.json").read_text())
-    routing = {"table": catalog.routing, "models": catalog.models, "tier_order": catalog.tier_order,
-               "typical_request": catalog.typical_request}
+    routing = ev.routing_spec(catalog)
     agent_category = {a: d["category"] for a, d in catalog.agents.items()}
 
     sets = [ev.load_split(storage.require("dataset_splits", "data/test.parquet"), agent_category, "test")]
@@ -295,12 +294,10 @@ def evaluation_report(context: AssetExecutionContext, config: EvaluationConfig, 
 
 def _tradeoff_rows(set_name, router, texts, emb, expected, confidences, routing) -> list[list]:
     """Tier accuracy, under/over-tiering and saving of the hybrid router per tier policy ('table' = argmax)."""
-    from ..core.evaluate import tier_metrics
+    from ..core.evaluate import tier_curve
 
     rows = []
-    for tau in [None, *confidences]:
-        routes = router.route_embedded(texts, emb, "hybrid", tier_confidence=tau)
-        t = tier_metrics([r.model for r in routes], expected, routing)
+    for tau, t in tier_curve(router, texts, emb, expected, routing, [None, *confidences]):
         rows.append([set_name, "table" if tau is None else tau, t["tier_acc"], t["under_tier_rate"],
                      t["over_tier_rate"], t["saving_vs_opus"]])
     return rows

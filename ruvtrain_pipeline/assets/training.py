@@ -182,7 +182,7 @@ def trained_adapter(
     out_dir = storage.asset_dir("trained_adapter")
     with atomic_dir(out_dir) as tmp:
         sizes = save_trained(result, tmp, catalog, provenance)
-        policy = _calibrate_tier_policy(tmp, base_model, encoder.device, examples["validation"],
+        policy = _calibrate_tier_policy(tmp, base_model, encoder.device, examples["validation"], catalog,
                                         config.max_under_tier_rate, config.under_tier_tolerance)
         context.log.info("tier policy calibrated on validation: "
                          f"{ {k: v for k, v in policy.items() if k != 'curve'} }")
@@ -229,18 +229,19 @@ def trained_adapter(
     ))
 
 
-def _calibrate_tier_policy(router_dir, base_model: str, device: str, validation: pl.DataFrame,
+def _calibrate_tier_policy(router_dir, base_model: str, device: str, validation: pl.DataFrame, catalog: Catalog,
                            max_under_tier_rate: float, tolerance: float) -> dict:
     """Route the validation split with the freshly saved router (hybrid, as served) and store in its labels.json the
     cheapest tier confidence whose validation under-tiering is at most `max_under_tier_rate` (router.py `auto`)."""
-    from ..core.router import Router, calibrate_tier_confidence, request_text
+    from ..core.evaluate import calibrate_tier_confidence, routing_spec
+    from ..core.router import Router, request_text
     from ..core.train.trainer import flatten_examples, resolve_device
 
     val = flatten_examples(validation)
     router = Router(router_dir, base_model=base_model, device=resolve_device(device), tier_confidence=None)
     texts = [request_text(i, c) for i, c in zip(val["input"].to_list(), val["context"].to_list(), strict=True)]
     policy = calibrate_tier_confidence(router, texts, router.embed(texts), val["expected_model"].to_list(),
-                                       max_under_tier_rate, tolerance)
+                                       routing_spec(catalog), max_under_tier_rate, tolerance)
     labels_file = router_dir / "labels.json"
     labels = json.loads(labels_file.read_text(encoding="utf-8"))
     labels["tier_policy"] = {**policy, "selected_on": "validation"}

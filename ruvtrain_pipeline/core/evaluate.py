@@ -159,6 +159,46 @@ def tier_metrics(pred_models: Sequence[str | None], expected: Sequence[str], rou
             "oracle_saving_vs_opus": round(1 - oracle / opus, 4) if opus else 0.0}
 
 
+def routing_spec(catalog: Any) -> dict:
+    """What tier_metrics needs from the catalog: the routing table, tier order, prices and typical request size."""
+    return {"table": catalog.routing, "models": catalog.models, "tier_order": catalog.tier_order,
+            "typical_request": catalog.typical_request}
+
+
+def tier_curve(router: Any, texts: Sequence[str], emb: np.ndarray, expected: Sequence[str], routing: dict,
+               confidences: Sequence[float | None], mode: str = "hybrid") -> list[tuple[float | None, dict]]:
+    """tier_metrics of the router's routes at each tier confidence (None = the routing table at the most likely
+    agent type and complexity), embeddings computed once."""
+    return [(tau, tier_metrics([r.model for r in router.route_embedded(texts, emb, mode, tier_confidence=tau)],
+                               expected, routing)) for tau in confidences]
+
+
+TIER_GRID = tuple(round(0.5 + 0.01 * i, 2) for i in range(50))  # 0.50 .. 0.99
+
+
+def calibrate_tier_confidence(router: Any, texts: Sequence[str], emb: np.ndarray, expected: Sequence[str],
+                              routing: dict, max_under_tier_rate: float, tolerance: float = 0.005,
+                              mode: str = "hybrid", grid: Sequence[float] = TIER_GRID) -> dict[str, Any]:
+    """The cheapest tier policy whose under-tiering on a labelled set (the validation split) is at most the target:
+    the lowest confidence of `grid` that meets it. When no confidence meets it (requests routed to a wrong agent type
+    with certainty are under-tiered at any confidence), the lowest one within `tolerance` of the smallest
+    under-tiering the grid reaches (`met: false`): paying for opus everywhere would not remove that floor. Returns
+    the policy, its figures on that set and the whole curve ([confidence, under-tier, tier acc, saving])."""
+    if not len(texts):
+        raise ValueError("calibrate_tier_confidence: no labelled requests")
+    curve = [[tau, t["under_tier_rate"], t["tier_acc"], t["saving_vs_opus"]]
+             for tau, t in tier_curve(router, texts, emb, expected, routing, grid, mode)]
+    met = [row for row in curve if row[1] <= max_under_tier_rate]
+    if met:
+        chosen = met[0]
+    else:
+        floor = min(row[1] for row in curve)
+        chosen = next(row for row in curve if row[1] <= floor + tolerance + 1e-9)
+    return {"tier_confidence": chosen[0], "under_tier_rate": chosen[1], "tier_acc": chosen[2],
+            "saving_vs_opus": chosen[3], "max_under_tier_rate": max_under_tier_rate, "met": bool(met),
+            "tolerance": tolerance, "rows": len(texts), "mode": mode, "curve": curve}
+
+
 def score_routes(eval_set: EvalSet, agent_types: Sequence[str | None], models: Sequence[str | None],
                  agent_labels: Sequence[str], agent_category: dict[str, str], categories: Sequence[str],
                  routing: dict) -> dict:

@@ -290,45 +290,6 @@ def catalog_tier_confidence(routing_file: Path = ROUTING_FILE) -> float | str | 
                          f"got {value!r}") from None
 
 
-TIER_GRID = tuple(round(0.5 + 0.01 * i, 2) for i in range(50))  # 0.50 .. 0.99
-
-
-def under_tier_rate(routed: list[str | None], expected: list[str], tiers: list[str]) -> float:
-    """Share of requests routed to a cheaper tier than they need (an unrouted request goes to the top tier, as in
-    evaluate.tier_metrics)."""
-    under = sum(1 for r, e in zip(routed, expected, strict=True) if tiers.index(r or tiers[-1]) < tiers.index(e))
-    return under / max(1, len(expected))
-
-
-def calibrate_tier_confidence(router: Router, texts: list[str], emb: np.ndarray, expected: list[str],
-                              max_under_tier_rate: float, tolerance: float = 0.005, mode: str = "hybrid",
-                              grid: tuple[float, ...] = TIER_GRID) -> dict[str, Any]:
-    """The cheapest tier policy whose under-tiering on a labelled set (the validation split) is at most the target:
-    the lowest confidence of `grid` that meets it. When no confidence meets it (requests routed to a wrong agent type
-    with certainty are under-tiered at any confidence), the lowest one within `tolerance` of the smallest
-    under-tiering the grid reaches (`met: false`): paying for opus everywhere would not remove that floor. Returns
-    the policy, its figures on that set and the whole curve ([confidence, under-tier, tier acc, saving])."""
-    if not texts:
-        raise ValueError("calibrate_tier_confidence: no labelled requests")
-    tiers, prices = router.labels["tiers"], router.labels["prices_per_request"]
-    opus_cost = len(expected) * prices[tiers[-1]]
-    curve = []
-    for tau in grid:
-        routed = [r.model for r in router.route_embedded(texts, emb, mode, tier_confidence=tau)]
-        curve.append([tau, round(under_tier_rate(routed, expected, tiers), 4),
-                      round(sum(r == e for r, e in zip(routed, expected, strict=True)) / len(expected), 4),
-                      round(1 - sum(prices[r or tiers[-1]] for r in routed) / opus_cost, 4)])
-    met = [row for row in curve if row[1] <= max_under_tier_rate]
-    if met:
-        chosen = met[0]
-    else:
-        floor = min(row[1] for row in curve)
-        chosen = next(row for row in curve if row[1] <= floor + tolerance + 1e-9)
-    return {"tier_confidence": chosen[0], "under_tier_rate": chosen[1], "tier_acc": chosen[2],
-            "saving_vs_opus": chosen[3], "max_under_tier_rate": max_under_tier_rate, "met": bool(met),
-            "tolerance": tolerance, "rows": len(texts), "mode": mode, "curve": curve}
-
-
 def default_model_dir(data_dir: Path | str = "data") -> Path:
     """The router to serve from data/: the production router (the promoted champion) once there is one, else the
     latest gguf_export, else the trained adapter."""
