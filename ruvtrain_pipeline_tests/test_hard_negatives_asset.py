@@ -10,6 +10,7 @@ import pytest
 from dagster import DagsterInstance
 
 from ruvtrain_pipeline.assets.dataset import dataset_splits, hard_negatives
+from ruvtrain_pipeline.core.io import dir_digest
 from ruvtrain_pipeline.resources import AnthropicResource
 
 from .messages_api_server import ServerState, messages_api_server
@@ -88,3 +89,11 @@ def test_auto_without_key_mines_with_minilm(tiny_catalog_dir, tmp_path):
     test_inputs = set(pl.read_ndjson(data / "dataset_splits" / "test.jsonl")["input"])
     assert not (set(tr["negative_text"].drop_nulls()) & test_inputs)
     assert not (set(tr["positive_text"].drop_nulls()) & test_inputs)
+    # same config and seed again: both folders byte-identical (no timings inside), so their DVC hashes are too
+    before = {a: dir_digest(data / a) for a in ("hard_negatives", "dataset_splits")}
+    sub = run_config(tiny_catalog_dir, per_agent=21, provider="auto")
+    sub = {"ops": {k: v for k, v in sub["ops"].items() if k in ("hard_negatives", "dataset_splits")}}
+    again = _materialize(data, sub, assets=[hard_negatives, dataset_splits])
+    assert again.success
+    assert again.asset_materializations_for_node("hard_negatives")[0].metadata["seconds"].value > 0
+    assert {a: dir_digest(data / a) for a in before} == before
