@@ -25,8 +25,8 @@ def test_dagster_cli_materializes_dataset_chain(tmp_path: Path):
         "base_examples": {"config": {"examples_per_agent": 21, "seed": 3}},
         "dataset_splits": {"config": {"seed": 3}},
         "trained_adapter": {"config": {"epochs": 1, "triplets_per_epoch": 32, "batch_size": 8, "val_triplets": 16,
-                                       "val_examples": 64, "prototype_per_agent": 4, "head_epochs": 10,
-                                       "grpo_steps": 5, "max_seq_length": 32, "min_val_accuracy": 0.3}},
+                                       "val_examples": 64, "prototype_per_agent": 4, "grpo_steps": 5,
+                                       "max_seq_length": 32, "min_val_accuracy": 0.3}},
         "gguf_export": {"config": {"verify_texts": 20, "quantizations": ["f32", "q8_0"]}},
         "evaluation_report": {"config": {"latency_requests": 5, "gguf_quantizations": ["q8_0"], "robustness_rows": 40}},
     }}))

@@ -139,6 +139,15 @@ def test_gate_promotes_within_the_margins_and_rejects_beyond():
         promotion.decide(champ, champ, {"latency": 1.0}, ["test"])
 
 
+def test_test_split_leaves_the_gate_when_the_splits_differ():
+    same = promotion.comparable_gate_sets(["test", "realistic"], "abc", "abc")
+    assert same == (["test", "realistic"], None)
+    for champion_splits in ("old", None):  # redrawn splits, or a champion exported before the digest was recorded
+        sets, note = promotion.comparable_gate_sets(["test", "realistic"], champion_splits, "abc")
+        assert sets == ["realistic"] and note.startswith("test left out of the gate") and "abc" in note
+    assert promotion.comparable_gate_sets(["realistic"], "old", "abc") == (["realistic"], None)
+
+
 def test_ab_tables_per_metric_and_class():
     per_class = {"coder": {"precision": 0.9, "recall": 0.8, "f1": 0.85, "support": 10}}
     champ = {"s": _metrics() | {"agent": {"per_class": per_class}}}
@@ -153,11 +162,13 @@ def test_ab_tables_per_metric_and_class():
 
 
 # ---------------------------------------------------------------- champion / challenger on the tiny model
-def _corrupt(export_dir: Path, adapter_dir: Path, out: Path) -> Path:
-    """A copy of an export whose agent head and prototypes are rotated by one class: a deliberately worse router."""
+def _corrupt(export_dir: Path, adapter_dir: Path, out: Path, dataset_splits: str | None = None) -> Path:
+    """A copy of an export whose agent head and prototypes are rotated by one class: a deliberately worse router,
+    trained on the export's dataset_splits unless another digest is given."""
     from safetensors.torch import load_file, save_file
 
     from ruvtrain_pipeline.core.export.gguf_bert import write_sidecar
+    from ruvtrain_pipeline.core.router import load_heads
 
     shutil.copytree(export_dir, out)
     work = out.parent / f"{out.name}-heads"
@@ -170,7 +181,9 @@ def _corrupt(export_dir: Path, adapter_dir: Path, out: Path) -> Path:
     protos = load_file(str(adapter_dir / "prototypes.safetensors"))
     save_file({"prototypes": protos["prototypes"][perm]}, str(work / "prototypes.safetensors"))
     shutil.copy(adapter_dir / "labels.json", work / "labels.json")
-    write_sidecar(work, out / "router-sidecar.gguf", {"base_model": None, "corrupted": True})
+    splits = dataset_splits or load_heads(export_dir)[2]["dataset_splits"]
+    write_sidecar(work, out / "router-sidecar.gguf", {"base_model": None, "corrupted": True,
+                                                       "dataset_splits": splits})
     shutil.rmtree(work)
     return out
 
@@ -212,6 +225,8 @@ def test_worse_challenger_is_rejected_and_better_one_promoted(tiny_pipeline, tmp
     meta, checks = _promote(data)
     assert meta["decision"] == "kept champion" and "worse than the champion" in meta["reason"]
     assert "| realistic | agent_acc |" in meta["comparison"] and "WORSE" in meta["comparison"]
+    # both trained on the same dataset_splits: the test split is part of the gate
+    assert "| test | agent_acc |" in meta["comparison"] and meta["gate_sets"] == "test, realistic"
     assert dir_digest(champion) == before == meta["serving"]
     assert checks["challenger_promoted"].passed is False and checks["challenger_promoted"].severity.value == "WARN"
     report = (data / "evaluation_report" / "report.md").read_text()
@@ -222,7 +237,8 @@ def test_worse_challenger_is_rejected_and_better_one_promoted(tiny_pipeline, tmp
 
     # 2. the other way round: a worse champion, the good export as challenger: promoted, its bytes now serve
     shutil.rmtree(champion)
-    shutil.copytree(good_export, champion)  # the corrupted router becomes the champion
+    # the corrupted router becomes the champion, as if trained on other splits: the test split leaves the gate
+    _corrupt(tiny_pipeline.data / "gguf_export", data / "trained_adapter", champion, dataset_splits="other-splits")
     (champion / "promotion.json").write_text(json.dumps({"gguf_export": "corrupted"}))
     shutil.rmtree(good_export)
     shutil.copytree(tiny_pipeline.data / "gguf_export", good_export)
@@ -230,6 +246,8 @@ def test_worse_challenger_is_rejected_and_better_one_promoted(tiny_pipeline, tmp
     # tiny realistic run), so this half gates on accuracy only (the tier gates are tested on fixed figures above)
     meta, checks = _promote(data, gate={"max_rise_under_tier_rate": 1.0, "max_drop_tier_acc": 1.0})
     assert meta["decision"] == "promoted" and checks["challenger_promoted"].passed is True, meta["reason"]
+    assert "test left out of the gate" in meta["reason"] and "other-splits" in meta["reason"]
+    assert meta["gate_sets"] == "realistic" and "| test |" not in meta["comparison"]
     assert file_sha256(champion / "router-sidecar.gguf") == file_sha256(good_export / "router-sidecar.gguf")
     assert json.loads((champion / "promotion.json").read_text())["gguf_export"] == dir_digest(good_export)
 

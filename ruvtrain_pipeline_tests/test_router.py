@@ -267,3 +267,65 @@ def test_malformed_tier_confidence_in_routing_yaml_names_the_file(tmp_path):
         catalog_tier_confidence(bad)
     bad.write_text("tier_confidence: 0.75\n")
     assert catalog_tier_confidence(bad) == 0.75
+
+
+def test_text_features_by_hand_and_the_heads_input_width():
+    import math
+
+    import numpy as np
+
+    from ruvtrain_pipeline.core.router import MAX_FEATURE_WORDS, RouterError, head_input, text_features
+
+    f = text_features(["fix the flaky test, then rerun CI and report", "", "word " * 5000])
+    # 9 words; clauses split at ',', 'then' and 'and': "fix the flaky test" / "rerun CI" / "report"
+    assert np.allclose(f[0], [math.log(10) - 3.0, math.log(4) - 1.5], atol=1e-6)
+    assert np.allclose(f[1], [-3.0, -1.5])
+    assert np.isclose(f[2, 0], math.log1p(MAX_FEATURE_WORDS) - 3.0)  # a pasted log does not dominate
+    emb = np.ones((3, 4), dtype=np.float32)
+    assert head_input(emb, ["a", "b", "c"], 4) is emb  # heads trained without features read the embedding alone
+    assert head_input(emb, ["a", "b", "c"], 6).shape == (3, 6)
+    with pytest.raises(RouterError, match="read 9 inputs"):
+        head_input(emb, ["a", "b", "c"], 9)
+
+
+def test_model_without_text_features_still_routes(trained_dir, tmp_path):
+    import shutil
+
+    from safetensors.numpy import load_file, save_file
+
+    from ruvtrain_pipeline.core.router import Router
+
+    old = tmp_path / "old_heads"
+    shutil.copytree(trained_dir, old)
+    heads = load_file(str(old / "heads.safetensors"))
+    dim = heads["agent.weight"].shape[1] - 2
+    save_file({k: (v[:, :dim].copy() if v.ndim == 2 else v) for k, v in heads.items()},
+              str(old / "heads.safetensors"))
+    route = Router(old).route("add a retry to the payment webhook handler")
+    assert route.agent_type and route.model in {"haiku", "sonnet", "opus"}
+
+
+def test_keyword_decision_keeps_the_embedding_uncertainty_for_the_tier(export_dir):
+    import numpy as np
+
+    from ruvtrain_pipeline.core.router import Router
+
+    router = Router(export_dir, tier_confidence=0.8)
+    tiers, agents = router.labels["tiers"], router.labels["agent_types"]
+    texts = [f"{rule_text} in the billing service" for rule_text in
+             ("write a tutorial", "benchmark the endpoint", "document the API", "refactor the module",
+              "threat model the login", "set up the CI pipeline")]
+    emb = router.embed(texts)
+    hybrid = router.route_embedded(texts, emb, "hybrid")
+    rule_only = router.route_embedded(texts, emb, "keyword")
+    a_prob, cx_logits = router.heads(emb, texts)
+    cx = np.exp(cx_logits - cx_logits.max(-1, keepdims=True))
+    cx /= cx.sum(-1, keepdims=True)
+    by_keyword = [i for i, r in enumerate(hybrid) if r.method == "keyword"]
+    assert by_keyword, "no keyword rule fired on the probe texts"
+    for i in by_keyword:
+        emb_tier = router.pick_tier(router.tier_probabilities(a_prob[i : i + 1], cx[i : i + 1]), 0.8)[0]
+        assert hybrid[i].agent_type == rule_only[i].agent_type
+        # the rule's agent type and the heads' agent-type uncertainty both covered: the higher of the two tiers
+        assert tiers.index(hybrid[i].model) == max(tiers.index(rule_only[i].model), tiers.index(emb_tier))
+    assert agents  # the label space is the catalog's

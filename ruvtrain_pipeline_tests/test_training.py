@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 
 TINY_TRAIN = {
     "epochs": 2, "triplets_per_epoch": 64, "batch_size": 8, "learning_rate": 1e-3, "val_triplets": 24,
-    "val_examples": 80, "prototype_per_agent": 4, "head_epochs": 15, "grpo_steps": 20, "grpo_group_size": 4,
+    "val_examples": 80, "prototype_per_agent": 4, "grpo_steps": 20, "grpo_group_size": 4,
     "max_seq_length": 32, "min_val_accuracy": 0.5, "patience": 3,
 }
 # the dataset chain and training, without the export and evaluation downstream
@@ -51,7 +51,11 @@ def test_trained_adapter_end_to_end(tiny_pipeline):
     assert meta["data_versions"]["dataset_splits"] and meta["seed"] == 42
     assert meta["training_config"]["margin"] == 0.5 and meta["training_config"]["temperature"] == 0.07
     heads = load_file(str(out / "heads.safetensors"))
-    assert heads["agent.weight"].shape == (13, 384)
+    # the heads read the embedding and the text's length features; each keeps an L2 strength from the grid
+    assert heads["agent.weight"].shape == (13, 386) and heads["complexity.weight"].shape == (3, 386)
+    assert m["head_features"] == ["log_words", "log_clauses"]
+    assert set(m["head_l2"]) == {"agent", "complexity", "quality"}
+    assert set(m["head_l2"].values()) <= set(meta["training_config"]["head_l2_grid"])
     protos = load_file(str(out / "prototypes.safetensors"))["prototypes"]
     assert protos.shape == (13, 384)
     md = result.asset_materializations_for_node("trained_adapter")[0].metadata
@@ -98,3 +102,34 @@ def test_same_seed_same_metrics(tiny_catalog_dir, tmp_path):
         m = json.loads((data / "trained_adapter" / "metadata.json").read_text())["metrics"]
         metrics.append({k: round(v, 3) for k, v in m.items() if isinstance(v, float) and not k.startswith("seconds")})
     assert metrics[0] == metrics[1]
+
+
+def test_fit_heads_picks_the_l2_that_scores_best_on_validation_and_is_deterministic():
+    import torch
+
+    from ruvtrain_pipeline.core.train.heads import RoutingHeads, fit_heads
+
+    g = torch.Generator().manual_seed(0)
+    centers = torch.randn(4, 16, generator=g) * 2
+
+    def draw(n: int) -> dict:
+        # class 0 is the majority: a head flattened by a huge L2 predicts it for everything
+        agent = torch.multinomial(torch.tensor([0.55, 0.15, 0.15, 0.15]), n, replacement=True, generator=g)
+        emb = centers[agent] + torch.randn(n, 16, generator=g)
+        return {"emb": emb, "agent": agent, "complexity": agent % 3,
+                "quality": torch.full((n,), 0.8) + 0.01 * torch.randn(n, generator=g)}
+
+    train, val = draw(400), draw(200)
+    fits = []
+    for _ in range(2):
+        heads = RoutingHeads(16, 4, 3)
+        curves = fit_heads(heads, train, val, l2_grid=(1e-4, 1e3), max_iter=100)
+        fits.append({k: v.clone() for k, v in heads.state_dict().items()})
+    # a huge L2 flattens the heads to the majority class: the small one wins on validation and is kept
+    assert curves["val_agent_acc"][0] > 0.9 > 0.7 > curves["val_agent_acc"][1]
+    assert curves["chosen_l2_agent"] == [1e-4] and curves["chosen_l2_complexity"] == [1e-4]
+    with torch.no_grad():
+        assert float((heads(val["emb"])[0].argmax(-1) == val["agent"]).float().mean()) == curves["val_agent_acc"][0]
+    assert all(torch.equal(fits[0][k], fits[1][k]) for k in fits[0])
+    with pytest.raises(ValueError, match="at least one"):
+        fit_heads(RoutingHeads(16, 4, 3), train, val, l2_grid=(), max_iter=10)

@@ -69,8 +69,12 @@ def gguf_export(
     base_dir = Path(encoder.resolved_path())
     weights = merged_bert_weights(base_dir, router_dir / "adapter")
     n_layers = json.loads((base_dir / "config.json").read_text())["num_hidden_layers"]
+    trained_on = (json.loads((router_dir / "metadata.json").read_text(encoding="utf-8")).get("data_versions")
+                  or {}).get("dataset_splits")
+    # dataset_splits: the promotion gate compares a champion and a challenger on the test split only when both were
+    # trained on the same splits (a redrawn test split may hold templates the champion trained on)
     provenance = {"trained_adapter": dir_digest(router_dir), "base_model": str(base_dir),
-                  "quantizations": config.quantizations}
+                  "quantizations": config.quantizations, "dataset_splits": trained_on}
     out_dir = storage.asset_dir("gguf_export")
     problems: list[str] = []
     meta: dict = {}

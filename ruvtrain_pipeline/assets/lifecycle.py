@@ -35,7 +35,8 @@ class ProductionRouterConfig(Config):
     max_rise_under_tier_rate: float = Field(default=0.01, ge=0, description="Largest under-tiering rise allowed.")
     gate_sets: list[str] = Field(
         default_factory=lambda: ["test", "realistic"],
-        description="Evaluation sets the gate compares on (the peer benchmarks stay out of model selection).")
+        description="Evaluation sets the gate compares on (the peer benchmarks stay out of model selection). The "
+        "test split is left out by itself when champion and challenger were trained on different dataset_splits.")
     rollback_to: str = Field(
         default="", description="Restore instead of comparing: a git revision or tag of dvc.lock whose production "
         "router comes back from DVC, or 'previous' for the newest committed version that differs from the current.")
@@ -61,7 +62,7 @@ def production_router(context: AssetExecutionContext, config: ProductionRouterCo
     from ..core import promotion
     from ..core.cards import write_model_card
     from ..core.report import md_table
-    from ..core.router import SIDECAR
+    from ..core.router import SIDECAR, load_heads
 
     if config.rollback_to:
         return _rollback(context, config.rollback_to, storage, dvc)
@@ -84,6 +85,11 @@ def production_router(context: AssetExecutionContext, config: ProductionRouterCo
     challenger_results = {name: variants["hybrid"] for name, variants in report["results"].items()}
     reverted = _reverted_export(context)
     already = bool(champion) and _promoted_from(out_dir) == challenger
+    gate_sets, dropped = list(config.gate_sets), None
+    if champion:
+        gate_sets, dropped = promotion.comparable_gate_sets(
+            config.gate_sets, load_heads(out_dir)[2].get("dataset_splits"),
+            load_heads(export_dir)[2].get("dataset_splits"))
     if already:
         decision = promotion.Decision(False, f"the challenger (export {challenger}) is already the production router")
     elif reverted == challenger:
@@ -91,7 +97,9 @@ def production_router(context: AssetExecutionContext, config: ProductionRouterCo
                                              "promoted again (a new export is needed)")
     else:
         decision = promotion.decide(ab["champion"]["results"] if champion else None, challenger_results,
-                                    config.margins(), config.gate_sets)
+                                    config.margins(), gate_sets)
+        if dropped:
+            decision.reason = f"{decision.reason} ({dropped})"
     context.log.info(f"production_router: {'promote' if decision.promote else 'keep champion'}: {decision.reason}")
     table = md_table(promotion.GATE_HEADER, decision.rows) if decision.rows else "(no champion to compare with)"
     if decision.promote:
@@ -99,7 +107,7 @@ def production_router(context: AssetExecutionContext, config: ProductionRouterCo
             shutil.copytree(export_dir, tmp, dirs_exist_ok=True)
             record = {"promoted_at": datetime.now(UTC).isoformat(), "run_id": context.run.run_id,
                       "gguf_export": challenger, "trained_adapter": (report.get("model") or {}).get("trained_adapter"),
-                      "previous_champion": champion, "margins": config.margins(), "gate_sets": config.gate_sets,
+                      "previous_champion": champion, "margins": config.margins(), "gate_sets": gate_sets,
                       "decision": decision.as_dict()}
             (tmp / "promotion.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
             write_model_card(tmp, storage.asset_dir("trained_adapter"), report_path)
@@ -111,7 +119,7 @@ def production_router(context: AssetExecutionContext, config: ProductionRouterCo
         "challenger": challenger,
         "champion_before": champion or "none",
         "serving": served,
-        "gate_sets": ", ".join(config.gate_sets),
+        "gate_sets": ", ".join(gate_sets),
         "margins": MetadataValue.json(config.margins()),
         "path": MetadataValue.path(str(out_dir)),
         # carried forward until another export is promoted, so a rolled-back export stays out

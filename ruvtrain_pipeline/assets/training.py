@@ -34,7 +34,7 @@ class TrainConfig(Config):
     learning_rate: float = Field(default=2e-4, description="AdamW lr for the LoRA weights.")
     weight_decay: float = 0.01
     batch_size: int = 16
-    epochs: int = 2
+    epochs: int = 3
     triplets_per_epoch: int = Field(default=1536, description="Triplets sampled per epoch (CPU budget).")
     warmup_ratio: float = 0.1
     max_grad_norm: float = 1.0
@@ -49,13 +49,14 @@ class TrainConfig(Config):
     supervised_weight: float = Field(default=1.0, description="Weight of the joint agent-type + complexity "
                                      "cross-entropy trained through the adapter (0 = contrastive only).")
     supervised_batch: int = Field(default=16, description="Train examples per step for the supervised loss.")
+    supervised_head_lr: float = Field(default=3e-3, description="Learning rate of the linear head trained with the "
+                                      "LoRA for the supervised loss.")
     val_triplets: int = 128
     val_examples: int = 520
     prototype_per_agent: int = 32
-    head_epochs: int = 60
-    head_lr: float = 3e-3
-    head_batch_size: int = 128
-    head_patience: int = 8
+    head_l2_grid: list[float] = Field(default=[3e-5, 1e-4, 3e-4, 1e-3], description="L2 strengths tried for the "
+                                      "linear heads (L-BFGS, full batch); each head keeps the best on validation.")
+    head_max_iter: int = Field(default=300, description="L-BFGS iterations per head fit.")
     grpo_steps: int = 150
     grpo_group_size: int = 8
     grpo_lr: float = 5e-4
@@ -134,10 +135,11 @@ def trained_adapter(
     examples = {s: pl.read_parquet(storage.require("dataset_splits", f"data/{s}.parquet")) for s in SPLITS}
     triplets = {s: pl.read_parquet(storage.require("dataset_splits", f"triplets/{s}.parquet")) for s in SPLITS}
     # every TrainSettings field of the same name comes from the run config; the rest are assembled here
-    direct = {f.name for f in dataclasses.fields(TrainSettings)} - {"lora_targets", "grpo", "device"}
+    direct = {f.name for f in dataclasses.fields(TrainSettings)} - {"lora_targets", "head_l2_grid", "grpo", "device"}
     settings = TrainSettings(
         **{name: getattr(config, name) for name in direct},
         lora_targets=tuple(config.lora_targets),
+        head_l2_grid=tuple(config.head_l2_grid),
         grpo=GrpoSettings(group_size=config.grpo_group_size, steps=config.grpo_steps, lr=config.grpo_lr,
                           kl_coef=config.grpo_kl_coef, cost_weight=config.grpo_cost_weight),
         device=encoder.device,

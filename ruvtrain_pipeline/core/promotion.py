@@ -17,6 +17,27 @@ LOWER_IS_BETTER = {"under_tier_rate", "over_tier_rate"}
 GATE_HEADER = ["set", "metric", "champion", "challenger", "delta", "allowed", "verdict"]
 
 
+# evaluation sets drawn from dataset_splits: comparable between champion and challenger only when both trained on the
+# same splits (another catalog or seed redraws the template-disjoint test split, which may then hold templates the
+# champion trained on and inflate its figures)
+SPLIT_SETS = ("test",)
+
+
+def comparable_gate_sets(gate_sets: Sequence[str], champion_splits: str | None,
+                         challenger_splits: str | None) -> tuple[list[str], str | None]:
+    """(the gate sets to compare on, a note saying what was dropped and why, or None). The sets of SPLIT_SETS stay
+    only when the champion's and the challenger's dataset_splits digests are known and equal."""
+    if champion_splits and champion_splits == challenger_splits:
+        return list(gate_sets), None
+    dropped = [s for s in gate_sets if s in SPLIT_SETS]
+    if not dropped:
+        return list(gate_sets), None
+    note = (f"{', '.join(dropped)} left out of the gate: the champion was trained on dataset_splits "
+            f"{champion_splits or '(not recorded)'}, the challenger on {challenger_splits or '(not recorded)'}, so the "
+            "held-out split may hold the champion's training templates")
+    return [s for s in gate_sets if s not in SPLIT_SETS], note
+
+
 @dataclass
 class Decision:
     promote: bool

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,35 @@ def has_content(text: str) -> bool:
 def request_text(request: str, context: str | None) -> str:
     request = request.strip()
     return f"{request} {context.strip()}" if context and context.strip() else request
+
+
+_CLAUSE_BREAK = re.compile(r"[,;.!?\n]+|\band\b|\bthen\b")
+# length features the heads see beside the embedding (the scope of a request shows in how much it says); a model
+# whose head weights are as wide as the embedding was trained without them
+TEXT_FEATURES = ("log_words", "log_clauses")
+MAX_FEATURE_WORDS = 400
+
+
+def text_features(texts: list[str]) -> np.ndarray:
+    """(n, len(TEXT_FEATURES)) float32: log(1 + words) - 3 and log(1 + clauses) - 1.5 of the served text (request
+    + context), words capped at MAX_FEATURE_WORDS so a pasted log does not dominate; centred near the training mean."""
+    out = np.zeros((len(texts), len(TEXT_FEATURES)), dtype=np.float32)
+    for i, text in enumerate(texts):
+        words = min(len(text.split()), MAX_FEATURE_WORDS)
+        clauses = min(sum(1 for part in _CLAUSE_BREAK.split(text) if part.strip()), MAX_FEATURE_WORDS)
+        out[i] = (np.log1p(words) - 3.0, np.log1p(clauses) - 1.5)
+    return out
+
+
+def head_input(emb: np.ndarray, texts: list[str], width: int) -> np.ndarray:
+    """What the heads read: the embedding, followed by the text features when the heads were trained with them
+    (`width` = the heads' input width)."""
+    if width == emb.shape[1]:
+        return emb
+    if width != emb.shape[1] + len(TEXT_FEATURES):
+        raise RouterError(f"routing heads read {width} inputs; the embedding has {emb.shape[1]} and the text "
+                          f"features {len(TEXT_FEATURES)}")
+    return np.hstack([emb, text_features(texts)]).astype(np.float32)
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:
@@ -213,9 +243,10 @@ class Router:
         idx = (cdf >= confidence - 1e-9).argmax(axis=-1)
         return [self.labels["tiers"][int(i)] for i in idx]
 
-    def heads(self, emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(agent-type probabilities, complexity logits) for normalized embeddings."""
-        return _softmax(emb @ self._agent_w.T + self._agent_b), emb @ self._cx_w.T + self._cx_b
+    def heads(self, emb: np.ndarray, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(agent-type probabilities, complexity logits) for the normalized embeddings of `texts`."""
+        x = head_input(emb, texts, self._agent_w.shape[1])
+        return _softmax(x @ self._agent_w.T + self._agent_b), x @ self._cx_w.T + self._cx_b
 
     def route_many(self, requests: list[tuple[str, str | None]], mode: str = "hybrid") -> list[RouteResult]:
         if mode not in MODES:
@@ -234,7 +265,7 @@ class Router:
         routing table at the routed agent type and the most likely complexity."""
         agents, cxs = self.labels["agent_types"], self.labels["complexities"]
         tier_confidence = self.tier_confidence if tier_confidence == "router" else tier_confidence
-        a_prob, cx_logits = self.heads(emb)
+        a_prob, cx_logits = self.heads(emb, texts)
         cx_idx = cx_logits.argmax(-1)
         cx_prob = _softmax(cx_logits)
         order = np.argsort(-a_prob, axis=-1)[:, :2]
@@ -257,9 +288,16 @@ class Router:
                 agent, conf, method, runner = emb_agent, emb_conf, "embedding", emb_runner
             model = self._tier(agent, complexity) if agent else None
             if agent and tier_confidence is not None:
-                # a keyword decision fixes the agent type; the embedding decision keeps its uncertainty
-                ap = a_prob[i : i + 1] if method == "embedding" else np.eye(len(agents))[[agents.index(agent)]]
-                model = self.pick_tier(self.tier_probabilities(ap, cx_prob[i : i + 1]), tier_confidence)[0]
+                # the tier covers the needed tier with the confidence under the embedding heads' agent-type
+                # uncertainty and, when a keyword rule decided the agent type, under that agent type as well: a rule
+                # can be wrong, and taking its agent type as certain under-tiers every request it misroutes
+                # (keyword-only mode, a rules baseline, takes the rule's agent type alone)
+                tiers = self.labels["tiers"]
+                rule = np.eye(len(agents))[[agents.index(agent)]]
+                picks = [self.pick_tier(self.tier_probabilities(ap, cx_prob[i : i + 1]), tier_confidence)[0]
+                         for ap in ([rule] if mode == "keyword" else
+                                    [a_prob[i : i + 1]] + ([rule] if method == "keyword" else []))]
+                model = max(picks, key=tiers.index)
             out.append(RouteResult(
                 agent_type=agent,
                 agent=self.labels["agent_category"][agent] if agent else None,

@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 
 from ..catalog import Catalog
-from ..router import request_text
+from ..router import TEXT_FEATURES, request_text, text_features
 from .grpo import GrpoSettings, RoutingSpace, evaluate_routes, grpo_train, labels_judge
-from .heads import RoutingHeads, train_heads
+from .heads import RoutingHeads, fit_heads
 from .losses import InfoNCELoss, TripletCosineLoss
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ class TrainSettings:
     learning_rate: float = 2e-4
     weight_decay: float = 0.01
     batch_size: int = 16
-    epochs: int = 2
+    epochs: int = 3
     triplets_per_epoch: int = 1536
     warmup_ratio: float = 0.1
     max_grad_norm: float = 1.0
@@ -55,15 +55,14 @@ class TrainSettings:
     # examples per step, from a linear head trained alongside the LoRA (0 = contrastive losses only)
     supervised_weight: float = 1.0
     supervised_batch: int = 16
+    supervised_head_lr: float = 3e-3  # learning rate of that linear head
     # validation sizes (per epoch)
     val_triplets: int = 128
     val_examples: int = 520
     prototype_per_agent: int = 32
-    # heads
-    head_epochs: int = 60
-    head_lr: float = 3e-3
-    head_batch_size: int = 128
-    head_patience: int = 8
+    # heads: L2-regularized linear models fitted by L-BFGS, the L2 strength of each chosen on validation
+    head_l2_grid: tuple[float, ...] = (3e-5, 1e-4, 3e-4, 1e-3)
+    head_max_iter: int = 300
     # GRPO
     grpo: GrpoSettings = field(default_factory=GrpoSettings)
     seed: int = 42
@@ -260,7 +259,7 @@ def train_router(
     total_steps = steps_per_epoch * settings.epochs
     groups = [{"params": trainable, "lr": settings.learning_rate}]
     if settings.supervised_weight > 0:
-        groups.append({"params": list(aux.parameters()), "lr": settings.head_lr})
+        groups.append({"params": list(aux.parameters()), "lr": settings.supervised_head_lr})
     opt = torch.optim.AdamW(groups, weight_decay=settings.weight_decay)
     warmup = max(1, int(settings.warmup_ratio * total_steps))
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -352,46 +351,61 @@ def train_router(
     progress(f"contrastive phase done in {t_contrastive:.0f}s; best epoch {best[2]}")
 
     # heads and prototypes on the adapted embedding, in the serve form (request + context) and, when contexts are
-    # part of training, also the bare request (requests often arrive without one)
-    emb = {s: embed(model, [request_text(i, c) for i, c in zip(df["input"], df["context"], strict=True)])
-           for s, df in (("train", train_ex), ("validation", val_ex), ("test", test_ex))}
-    fit_emb, fit_labels = dict(emb), dict(labels)
+    # part of training, also the bare request (requests often arrive without one). The heads read the embedding
+    # followed by the text's length features (router.head_input); prototypes are on the embedding alone.
+    def head_x(texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        e = embed(model, texts)
+        return e, torch.cat([e, torch.from_numpy(text_features(texts))], 1)
+
+    emb, x = {}, {}
+    for s, df in (("train", train_ex), ("validation", val_ex), ("test", test_ex)):
+        emb[s], x[s] = head_x([request_text(i, c) for i, c in zip(df["input"], df["context"], strict=True)])
+    fit_emb, fit_x, fit_labels = dict(emb), dict(x), dict(labels)
     if settings.context_prob > 0:
         for s, df in (("train", train_ex), ("validation", val_ex)):
-            fit_emb[s] = torch.cat([emb[s], embed(model, df["input"].to_list())])
+            bare_emb, bare_x = head_x(df["input"].to_list())
+            fit_emb[s], fit_x[s] = torch.cat([emb[s], bare_emb]), torch.cat([x[s], bare_x])
             fit_labels[s] = {k: torch.cat([v, v]) for k, v in labels[s].items()}
     prototypes = compute_prototypes(fit_emb["train"], fit_labels["train"]["agent"], n_agents)
-    heads = RoutingHeads(dim, n_agents, len(catalog.complexities))
-    head_curves = train_heads(
-        heads, {"emb": fit_emb["train"], **fit_labels["train"]},
-        {"emb": fit_emb["validation"], **fit_labels["validation"]},
-        epochs=settings.head_epochs, lr=settings.head_lr, weight_decay=settings.weight_decay,
-        batch_size=settings.head_batch_size, patience=settings.head_patience, generator=gen,
-    )
+    heads = RoutingHeads(dim + len(TEXT_FEATURES), n_agents, len(catalog.complexities))
+    head_curves = fit_heads(heads, {"emb": fit_x["train"], **fit_labels["train"]},
+                            {"emb": fit_x["validation"], **fit_labels["validation"]},
+                            l2_grid=settings.head_l2_grid, max_iter=settings.head_max_iter)
+    head_l2 = {k.removeprefix("chosen_l2_"): head_curves.pop(k)[0] for k in list(head_curves)
+               if k.startswith("chosen_l2_")}
+    progress(f"heads: L2 per head {head_l2}; validation agent {max(head_curves['val_agent_acc']):.3f}, "
+             f"complexity {max(head_curves['val_complexity_acc']):.3f} (both request forms)")
 
-    # GRPO on the heads (offline labels judge), kept only if validation reward improves without losing accuracy
+    # GRPO on the heads (offline labels judge), kept only if validation reward improves without losing agent-type or
+    # complexity accuracy: the served tier policy is calibrated on the heads' probabilities afterwards, so a GRPO
+    # that buys reward by shifting complexity upwards (fewer under-tiers at argmax) would be counted twice
     space = routing_space(catalog)
     if judged is None:
-        grpo_emb = emb["train"]
+        grpo_emb = x["train"]
         judge_train = labels_judge(labels["train"]["agent"], labels["train"]["tier"])
         judge_name = "labels"
     else:
         rows, j_agent, j_tier = judged
-        grpo_emb = emb["train"][torch.as_tensor(rows, dtype=torch.long)]
+        grpo_emb = x["train"][torch.as_tensor(rows, dtype=torch.long)]
         judge_train = labels_judge(torch.as_tensor(j_agent), torch.as_tensor(j_tier))
         judge_name = "claude"
     judge_val = labels_judge(labels["validation"]["agent"], labels["validation"]["tier"])
     cw = settings.grpo.cost_weight
-    before = evaluate_routes(heads, emb["validation"], labels["validation"]["agent"], labels["validation"]["tier"],
+    before = evaluate_routes(heads, x["validation"], labels["validation"]["agent"], labels["validation"]["tier"],
                              space, judge_val, cw)
     if len(grpo_emb) and settings.grpo.steps > 0:
         tuned, grpo_curves = grpo_train(heads, grpo_emb, space, judge_train, settings.grpo, gen)
     else:
         tuned, grpo_curves = heads, {"mean_reward": [], "kl": []}
-    after = evaluate_routes(tuned, emb["validation"], labels["validation"]["agent"], labels["validation"]["tier"],
+    after = evaluate_routes(tuned, x["validation"], labels["validation"]["agent"], labels["validation"]["tier"],
                             space, judge_val, cw)
+    for state, h in ((before, heads), (after, tuned)):
+        with torch.no_grad():
+            state["complexity_accuracy"] = float(
+                (h(x["validation"])[1].argmax(-1) == labels["validation"]["complexity"]).float().mean())
     grpo_kept = bool(len(grpo_emb)) and after["mean_reward"] > before["mean_reward"] + 1e-4 and \
-        after["agent_accuracy"] >= before["agent_accuracy"] - 0.005
+        after["agent_accuracy"] >= before["agent_accuracy"] - 0.005 and \
+        after["complexity_accuracy"] >= before["complexity_accuracy"] - 0.005
     if grpo_kept:
         heads = tuned
     progress(f"GRPO: validation reward {before['mean_reward']:.4f} -> {after['mean_reward']:.4f}; "
@@ -402,11 +416,12 @@ def train_router(
     metrics: dict[str, Any] = {"baseline_val_prototype_acc": baseline_acc,
                                "best_val_prototype_acc": best[0], "best_epoch": best[2],
                                "losses_finite": finite, "adapter_l1_change": adapter_delta,
-                               "val_loss_first": curves["val_loss"][0], "val_loss_best": min(curves["val_loss"])}
+                               "val_loss_first": curves["val_loss"][0], "val_loss_best": min(curves["val_loss"]),
+                               "head_l2": head_l2, "head_features": list(TEXT_FEATURES)}
     cat_of = space.agent_category
     for split in ("validation", "test"):
         with torch.no_grad():
-            a_logits, c_logits, q = heads(emb[split])
+            a_logits, c_logits, q = heads(x[split])
         gold = labels[split]
         pred = a_logits.argmax(-1)
         metrics[f"{split}_agent_acc"] = float((pred == gold["agent"]).float().mean())
@@ -414,7 +429,7 @@ def train_router(
         metrics[f"{split}_complexity_acc"] = float((c_logits.argmax(-1) == gold["complexity"]).float().mean())
         metrics[f"{split}_prototype_acc"] = prototype_accuracy(emb[split], gold["agent"], prototypes)
         metrics[f"{split}_quality_mae"] = float((q - gold["quality"]).abs().mean())
-        routes = evaluate_routes(heads, emb[split], gold["agent"], gold["tier"], space,
+        routes = evaluate_routes(heads, x[split], gold["agent"], gold["tier"], space,
                                  labels_judge(gold["agent"], gold["tier"]), cw)
         metrics[f"{split}_tier_acc"] = routes["tier_accuracy"]
         metrics[f"{split}_under_tier_rate"] = routes["under_tier_rate"]
@@ -437,7 +452,7 @@ def route_texts(result_model: Any, heads: RoutingHeads, prototypes: torch.Tensor
     """Head and prototype predictions (agent indices) for raw texts."""
     emb = embed(result_model, texts)
     with torch.no_grad():
-        a_logits, _, _ = heads(emb)
+        a_logits, _, _ = heads(torch.cat([emb, torch.from_numpy(text_features(texts))], 1))
     return {"head": a_logits.argmax(-1), "prototype": (emb @ prototypes.T).argmax(-1)}
 
 
