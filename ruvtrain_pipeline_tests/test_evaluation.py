@@ -37,6 +37,17 @@ def test_tier_metrics_cost_and_under_tiering(real_catalog):
     assert t["oracle_cost_usd"] == pytest.approx(3 * sonnet + haiku)
 
 
+def test_score_routes_complexity_accuracy_by_hand(real_catalog):
+    s = ev.EvalSet("hand", "hand", ["a", "b", "c", "d"], [None] * 4, ["coder"] * 4, ["coder"] * 4,
+                   ["Simple", "Moderate", "Complex", "Simple"], ["haiku", "sonnet", "opus", "haiku"])
+    args = (real_catalog.agent_types, {a: real_catalog.category_of(a) for a in real_catalog.agent_types},
+            real_catalog.categories, _routing(real_catalog))
+    m = ev.score_routes(s, ["coder"] * 4, ["haiku", "sonnet", "sonnet", "sonnet"], *args,
+                        complexities=["Simple", "Moderate", "Moderate", "Moderate"])
+    assert m["complexity_acc"] == 0.5 and m["tier_acc"] == 0.5 and m["under_tier_rate"] == 0.25
+    assert "complexity_acc" not in ev.score_routes(s, ["coder"] * 4, ["opus"] * 4, *args)
+
+
 def test_regressions_respect_direction_and_margin():
     prev = {"s.hybrid.agent_acc": 0.9, "s.hybrid.under_tier_rate": 0.01, "s.hybrid.tier_acc": 0.8}
     now = {"s.hybrid.agent_acc": 0.85, "s.hybrid.under_tier_rate": 0.05, "s.hybrid.tier_acc": 0.79}
@@ -90,6 +101,8 @@ def test_evaluation_report_files_metadata_and_checks(tiny_pipeline):
     assert variants == {"zero-shot base", "keyword", "embedding", "hybrid", "hybrid gguf-f32", "hybrid gguf-q8_0"}
     real = details["results"]["realistic"]["hybrid"]
     assert real["n"] >= 200 and 0 <= real["agent_acc"] <= 1 and "under_tier_rate" in real
+    assert 0 <= real["complexity_acc"] <= 1 and "complexity_acc" not in details["results"]["realistic"]["zero-shot base"]
+    assert "| complexity acc |" in md
     assert len(real["agent"]["confusion"]) == 13
     # the trained router separates held-out hard negatives better than the zero-shot base encoder
     hn = details["hard_negative_accuracy"]

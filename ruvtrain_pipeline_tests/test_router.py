@@ -288,21 +288,32 @@ def test_text_features_by_hand_and_the_heads_input_width():
         head_input(emb, ["a", "b", "c"], 9)
 
 
-def test_model_without_text_features_still_routes(trained_dir, tmp_path):
+def test_model_with_length_features_reads_them(trained_dir, tmp_path):
     import shutil
 
+    import numpy as np
     from safetensors.numpy import load_file, save_file
 
     from ruvtrain_pipeline.core.router import Router
 
-    old = tmp_path / "old_heads"
-    shutil.copytree(trained_dir, old)
-    heads = load_file(str(old / "heads.safetensors"))
-    dim = heads["agent.weight"].shape[1] - 2
-    save_file({k: (v[:, :dim].copy() if v.ndim == 2 else v) for k, v in heads.items()},
-              str(old / "heads.safetensors"))
-    route = Router(old).route("add a retry to the payment webhook handler")
-    assert route.agent_type and route.model in {"haiku", "sonnet", "opus"}
+    texts = ["add a retry to the payment webhook handler",
+             "plan the migration of every service to the new message bus, with a rollback path, across all regions"]
+    plain = Router(trained_dir)
+    emb = plain.embed(texts)
+    heads = load_file(str(trained_dir / "heads.safetensors"))
+    for scale, same in ((0.0, True), (5.0, False)):
+        model = tmp_path / f"features-{scale}"
+        shutil.copytree(trained_dir, model)
+        # two feature columns appended to the complexity head (zero for the agent head): weight 0 routes as before
+        wide = {k: (np.hstack([v, np.zeros((v.shape[0], 2), v.dtype)]) if v.ndim == 2 else v) for k, v in heads.items()}
+        wide["complexity.weight"][:, -2] = scale * np.array([-1.0, 0.0, 1.0][: wide["complexity.weight"].shape[0]])
+        save_file(wide, str(model / "heads.safetensors"))
+        featured = Router(model)
+        a = [r.as_dict() for r in plain.route_embedded(texts, emb, tier_confidence=None)]
+        b = [r.as_dict() for r in featured.route_embedded(texts, emb, tier_confidence=None)]
+        assert (a == b) is same
+    # with a strong length weight the long request reads as more complex than the short one
+    assert [r["complexity"] for r in b] == ["Simple", "Complex"]
 
 
 def test_keyword_decision_keeps_the_embedding_uncertainty_for_the_tier(export_dir):

@@ -51,9 +51,9 @@ def test_trained_adapter_end_to_end(tiny_pipeline):
     assert meta["data_versions"]["dataset_splits"] and meta["seed"] == 42
     assert meta["training_config"]["margin"] == 0.5 and meta["training_config"]["temperature"] == 0.07
     heads = load_file(str(out / "heads.safetensors"))
-    # the heads read the embedding and the text's length features; each keeps an L2 strength from the grid
-    assert heads["agent.weight"].shape == (13, 386) and heads["complexity.weight"].shape == (3, 386)
-    assert m["head_features"] == ["log_words", "log_clauses"]
+    # by default the heads read the embedding alone (length_features off); each keeps an L2 strength from the grid
+    assert heads["agent.weight"].shape == (13, 384) and heads["complexity.weight"].shape == (3, 384)
+    assert m["head_features"] == [] and meta["training_config"]["length_features"] is False
     assert set(m["head_l2"]) == {"agent", "complexity", "quality"}
     assert set(m["head_l2"].values()) <= set(meta["training_config"]["head_l2_grid"])
     protos = load_file(str(out / "prototypes.safetensors"))["prototypes"]

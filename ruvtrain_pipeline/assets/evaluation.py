@@ -152,7 +152,7 @@ def evaluation_report(context: AssetExecutionContext, config: EvaluationConfig, 
                 routes = router.route_embedded(texts, emb, mode)
                 label = mode if name == "torch" else f"hybrid {name}"
                 variants[label] = ev.score_routes(s, [r.agent_type for r in routes], [r.model for r in routes],
-                                                  *score_args)
+                                                  *score_args, complexities=[r.complexity for r in routes])
             if name == "torch" and s.has_tiers:
                 tradeoff += _tradeoff_rows(s.name, router, texts, emb, s.expected_model, tier_confidences, routing)
         results[s.name] = variants
@@ -324,14 +324,15 @@ def _sections(Section, results, goal_rows, hn, latency, headline, previous, regr
     head_rows = []
     for s in sets:
         m = results[s.name]["hybrid"]
-        head_rows.append([s.name, m["n"], m["agent_acc"], m["category_acc"], m["agent_macro_f1"], m.get("tier_acc"),
-                          m.get("under_tier_rate"), m.get("saving_vs_opus"), m.get("oracle_saving_vs_opus")])
+        head_rows.append([s.name, m["n"], m["agent_acc"], m["category_acc"], m["agent_macro_f1"],
+                          m.get("complexity_acc"), m.get("tier_acc"), m.get("under_tier_rate"),
+                          m.get("saving_vs_opus"), m.get("oracle_saving_vs_opus")])
     sections = [Section(
         "Headline",
         "Hybrid router (keyword rules first, embedding heads otherwise), torch backend, on held-out sets only. "
         "Tier metrics need a complexity label (peer20 has none). Cost at the catalog's typical request size.",
-        ["set", "n", "agent acc (13)", "category acc (5)", "agent macro-F1", "tier acc", "under-tier",
-         "saving vs opus", "oracle saving"], head_rows)]
+        ["set", "n", "agent acc (13)", "category acc (5)", "agent macro-F1", "complexity acc", "tier acc",
+         "under-tier", "saving vs opus", "oracle saving"], head_rows)]
     sections.append(Section("Goals (realistic and peer96)", "", ["set", "metric", "goal", "value", "met"], goal_rows))
     mode_rows = []
     for s in sets:

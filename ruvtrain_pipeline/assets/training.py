@@ -57,6 +57,9 @@ class TrainConfig(Config):
     head_l2_grid: list[float] = Field(default=[3e-5, 1e-4, 3e-4, 1e-3], description="L2 strengths tried for the "
                                       "linear heads (L-BFGS, full batch); each head keeps the best on validation.")
     head_max_iter: int = Field(default=300, description="L-BFGS iterations per head fit.")
+    length_features: bool = Field(default=False, description="Heads also read the text's log word and clause "
+                                  "counts. Off: templates are about twice as long as typed requests, and the cue "
+                                  "under-tiers short real requests.")
     grpo_steps: int = 150
     grpo_group_size: int = 8
     grpo_lr: float = 5e-4

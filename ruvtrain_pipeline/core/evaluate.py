@@ -201,8 +201,9 @@ def calibrate_tier_confidence(router: Any, texts: Sequence[str], emb: np.ndarray
 
 def score_routes(eval_set: EvalSet, agent_types: Sequence[str | None], models: Sequence[str | None],
                  agent_labels: Sequence[str], agent_category: dict[str, str], categories: Sequence[str],
-                 routing: dict) -> dict:
-    """Every metric of one (set, mode/backend) pair from the routed agent types and tiers."""
+                 routing: dict, complexities: Sequence[str] | None = None) -> dict:
+    """Every metric of one (set, mode/backend) pair from the routed agent types and tiers (and, when given and the
+    set has complexity labels, the routed complexities: complexity_acc)."""
     agent = classification_metrics(eval_set.agent_type, agent_types, agent_labels)
     pred_cats = [agent_category[a] if a else None for a in agent_types]
     cat = classification_metrics(eval_set.category, pred_cats, categories)
@@ -214,6 +215,9 @@ def score_routes(eval_set: EvalSet, agent_types: Sequence[str | None], models: S
     }
     if eval_set.has_tiers:
         out |= tier_metrics(models, eval_set.expected_model, routing)  # type: ignore[arg-type]
+        if complexities is not None:
+            out["complexity_acc"] = round(sum(p == g for p, g in zip(complexities, eval_set.complexity, strict=True))
+                                          / max(len(eval_set), 1), 4)
     return out
 
 

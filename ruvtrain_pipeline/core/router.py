@@ -59,8 +59,8 @@ def request_text(request: str, context: str | None) -> str:
 
 
 _CLAUSE_BREAK = re.compile(r"[,;.!?\n]+|\band\b|\bthen\b")
-# length features the heads see beside the embedding (the scope of a request shows in how much it says); a model
-# whose head weights are as wide as the embedding was trained without them
+# length features the heads may read beside the embedding (trained_adapter config length_features, off by default);
+# a model whose head weights are as wide as the embedding was trained without them
 TEXT_FEATURES = ("log_words", "log_clauses")
 MAX_FEATURE_WORDS = 400
 

@@ -63,6 +63,10 @@ class TrainSettings:
     # heads: L2-regularized linear models fitted by L-BFGS, the L2 strength of each chosen on validation
     head_l2_grid: tuple[float, ...] = (3e-5, 1e-4, 3e-4, 1e-3)
     head_max_iter: int = 300
+    # the heads also read two length features of the text (router.text_features). Off by default: templates are
+    # much longer than the requests people type (median ~42 vs ~20 words), so a length cue learnt on templates
+    # reads real requests as Simple and under-tiers them (measured: realistic under-tiering 2.9 % -> 10.3 %)
+    length_features: bool = False
     # GRPO
     grpo: GrpoSettings = field(default_factory=GrpoSettings)
     seed: int = 42
@@ -351,11 +355,13 @@ def train_router(
     progress(f"contrastive phase done in {t_contrastive:.0f}s; best epoch {best[2]}")
 
     # heads and prototypes on the adapted embedding, in the serve form (request + context) and, when contexts are
-    # part of training, also the bare request (requests often arrive without one). The heads read the embedding
-    # followed by the text's length features (router.head_input); prototypes are on the embedding alone.
+    # part of training, also the bare request (requests often arrive without one). With length_features the heads
+    # read the embedding followed by the text's length features (router.head_input); prototypes: embedding alone.
+    n_features = len(TEXT_FEATURES) if settings.length_features else 0
+
     def head_x(texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         e = embed(model, texts)
-        return e, torch.cat([e, torch.from_numpy(text_features(texts))], 1)
+        return e, (torch.cat([e, torch.from_numpy(text_features(texts))], 1) if n_features else e)
 
     emb, x = {}, {}
     for s, df in (("train", train_ex), ("validation", val_ex), ("test", test_ex)):
@@ -367,7 +373,7 @@ def train_router(
             fit_emb[s], fit_x[s] = torch.cat([emb[s], bare_emb]), torch.cat([x[s], bare_x])
             fit_labels[s] = {k: torch.cat([v, v]) for k, v in labels[s].items()}
     prototypes = compute_prototypes(fit_emb["train"], fit_labels["train"]["agent"], n_agents)
-    heads = RoutingHeads(dim + len(TEXT_FEATURES), n_agents, len(catalog.complexities))
+    heads = RoutingHeads(dim + n_features, n_agents, len(catalog.complexities))
     head_curves = fit_heads(heads, {"emb": fit_x["train"], **fit_labels["train"]},
                             {"emb": fit_x["validation"], **fit_labels["validation"]},
                             l2_grid=settings.head_l2_grid, max_iter=settings.head_max_iter)
@@ -417,7 +423,7 @@ def train_router(
                                "best_val_prototype_acc": best[0], "best_epoch": best[2],
                                "losses_finite": finite, "adapter_l1_change": adapter_delta,
                                "val_loss_first": curves["val_loss"][0], "val_loss_best": min(curves["val_loss"]),
-                               "head_l2": head_l2, "head_features": list(TEXT_FEATURES)}
+                               "head_l2": head_l2, "head_features": list(TEXT_FEATURES) if n_features else []}
     cat_of = space.agent_category
     for split in ("validation", "test"):
         with torch.no_grad():
@@ -452,7 +458,9 @@ def route_texts(result_model: Any, heads: RoutingHeads, prototypes: torch.Tensor
     """Head and prototype predictions (agent indices) for raw texts."""
     emb = embed(result_model, texts)
     with torch.no_grad():
-        a_logits, _, _ = heads(torch.cat([emb, torch.from_numpy(text_features(texts))], 1))
+        x = emb if heads.agent.in_features == emb.shape[1] else \
+            torch.cat([emb, torch.from_numpy(text_features(texts))], 1)
+        a_logits, _, _ = heads(x)
     return {"head": a_logits.argmax(-1), "prototype": (emb @ prototypes.T).argmax(-1)}
 
 
