@@ -48,6 +48,18 @@ def test_score_routes_complexity_accuracy_by_hand(real_catalog):
     assert "complexity_acc" not in ev.score_routes(s, ["coder"] * 4, ["opus"] * 4, *args)
 
 
+def test_under_tier_upper_bound_by_hand():
+    # zero under-tiered of n: the Wilson bound is z^2 / (n + z^2); z = 1.6449 at one-sided 95 %
+    assert ev.under_tier_upper_bound(0.0, 100, 0.95) == pytest.approx(1.6449 ** 2 / (100 + 1.6449 ** 2), rel=1e-3)
+    assert ev.under_tier_upper_bound(0.0192, 1144, 0.95) == pytest.approx(0.0271, abs=1e-4)
+    assert ev.under_tier_upper_bound(0.03, 500, 0.5) == 0.03  # level 0.5: the observed rate
+    # more requests, a tighter bound; a higher level, a looser one
+    assert ev.under_tier_upper_bound(0.02, 4000, 0.95) < ev.under_tier_upper_bound(0.02, 400, 0.95)
+    assert ev.under_tier_upper_bound(0.02, 400, 0.99) > ev.under_tier_upper_bound(0.02, 400, 0.95)
+    with pytest.raises(ValueError, match="no requests"):
+        ev.under_tier_upper_bound(0.0, 0, 0.95)
+
+
 def test_regressions_respect_direction_and_margin():
     prev = {"s.hybrid.agent_acc": 0.9, "s.hybrid.under_tier_rate": 0.01, "s.hybrid.tier_acc": 0.8}
     now = {"s.hybrid.agent_acc": 0.85, "s.hybrid.under_tier_rate": 0.05, "s.hybrid.tier_acc": 0.79}

@@ -214,7 +214,9 @@ def test_calibrated_tier_policy_is_the_cheapest_that_meets_the_target(export_dir
 
     router = Router(export_dir, tier_confidence=None)
     policy = router.labels["tier_policy"]
-    assert policy["selected_on"] == "validation" and policy["tier_confidence"] in TIER_GRID
+    assert policy["selected_on"] == "validation (with and without context)" and policy["tier_confidence"] in TIER_GRID
+    # the stored policy judged the upper bound of its under-tiering, not the observed rate
+    assert policy["confidence_level"] == 0.95 and policy["under_tier_upper_bound"] >= policy["under_tier_rate"]
     # recompute on a labelled set: the chosen confidence meets the target, the next cheaper one does not
     df = pl.read_ndjson(export_dir.parent / "dataset_splits" / "test.jsonl")
     texts = [request_text(i, c) for i, c in zip(df["input"], df["context"], strict=True)]
@@ -239,6 +241,13 @@ def test_calibrated_tier_policy_is_the_cheapest_that_meets_the_target(export_dir
             assert floor > target and rate(got["tier_confidence"]) <= floor + got["tolerance"] + 1e-9
             assert all(rate(t) > floor + got["tolerance"] for t in TIER_GRID if t < got["tier_confidence"])
         assert [row[0] for row in got["curve"]] == list(TIER_GRID)
+    # with an upper bound: the chosen confidence's bound meets the target, every cheaper one's does not
+    got = calibrate_tier_confidence(router, texts, emb, expected, routing, 0.2, confidence_level=0.95)
+    bound = {row[0]: row[4] for row in got["curve"]}
+    assert all(row[4] >= row[1] for row in got["curve"])
+    if got["met"]:
+        assert got["under_tier_upper_bound"] == bound[got["tier_confidence"]] <= 0.2
+        assert all(bound[t] > 0.2 for t in TIER_GRID if t < got["tier_confidence"])
     with pytest.raises(ValueError, match="no labelled requests"):
         calibrate_tier_confidence(router, [], emb[:0], [], routing, 0.02)
 

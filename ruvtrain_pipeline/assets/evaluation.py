@@ -487,9 +487,14 @@ def _policy_origin(policy: dict | None) -> str:
     """Where the router's tier confidence comes from, in words, for the report."""
     if not policy:
         return "routing.yaml's tier_confidence, or the fallback for a model without a calibrated policy"
+    where = f"the validation split ({policy.get('selected_on', 'validation')}, {policy.get('rows')} routes)"
+    bound = (f"its one-sided {policy['confidence_level']} upper bound" if policy.get("confidence_level", 0.5) > 0.5
+             else "the observed rate")
+    figures = (f"there {policy['under_tier_rate']}"
+               + (f", bound {policy['under_tier_upper_bound']}" if "under_tier_upper_bound" in policy else ""))
     if policy.get("met"):
-        return (f"calibrated at training time: the cheapest confidence whose under-tiering on the validation split is "
-                f"<= max_under_tier_rate {policy['max_under_tier_rate']} (there {policy['under_tier_rate']})")
-    return (f"calibrated at training time: no confidence keeps validation under-tiering <= max_under_tier_rate "
-            f"{policy['max_under_tier_rate']}, so the cheapest within {policy.get('tolerance')} of the lowest "
-            f"reachable (there {policy['under_tier_rate']}); used unless routing.yaml sets a number")
+        return (f"calibrated at training time: the cheapest confidence whose under-tiering on {where}, {bound}, is "
+                f"<= max_under_tier_rate {policy['max_under_tier_rate']} ({figures})")
+    return (f"calibrated at training time: no confidence keeps the under-tiering on {where}, {bound}, <= "
+            f"max_under_tier_rate {policy['max_under_tier_rate']}, so the cheapest within {policy.get('tolerance')} "
+            f"of the lowest reachable ({figures}); used unless routing.yaml sets a number")

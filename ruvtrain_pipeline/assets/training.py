@@ -76,11 +76,17 @@ class TrainConfig(Config):
     max_under_tier_rate: float = Field(
         default=0.02, ge=0.0, le=1.0,
         description="Tier policy calibration: the stored tier_confidence is the lowest (cheapest) one whose "
-                    "under-tiering on the validation split (hybrid router) is at most this share.")
+                    "under-tiering on the validation split (hybrid router, with and without context; its upper "
+                    "bound, see under_tier_confidence_level) is at most this share.")
     under_tier_tolerance: float = Field(
         default=0.005, ge=0.0, le=1.0,
         description="When no confidence meets max_under_tier_rate, the cheapest one whose validation under-tiering "
                     "is within this of the lowest any confidence reaches.")
+    under_tier_confidence_level: float = Field(
+        default=0.95, ge=0.5, lt=1.0,
+        description="The under-tiering compared with max_under_tier_rate is its one-sided Wilson upper bound at this "
+                    "level (0.5 = the observed rate): the cheapest confidence that only just meets the target on "
+                    "validation under-tiers more on new requests.")
     seed: int = 42
 
 
@@ -188,7 +194,8 @@ def trained_adapter(
     with atomic_dir(out_dir) as tmp:
         sizes = save_trained(result, tmp, catalog, provenance)
         policy = _calibrate_tier_policy(tmp, base_model, encoder.device, examples["validation"], catalog,
-                                        config.max_under_tier_rate, config.under_tier_tolerance)
+                                        config.max_under_tier_rate, config.under_tier_tolerance,
+                                        config.under_tier_confidence_level)
         context.log.info("tier policy calibrated on validation: "
                          f"{ {k: v for k, v in policy.items() if k != 'curve'} }")
 
@@ -235,20 +242,24 @@ def trained_adapter(
 
 
 def _calibrate_tier_policy(router_dir, base_model: str, device: str, validation: pl.DataFrame, catalog: Catalog,
-                           max_under_tier_rate: float, tolerance: float) -> dict:
+                           max_under_tier_rate: float, tolerance: float, confidence_level: float) -> dict:
     """Route the validation split with the freshly saved router (hybrid, as served) and store in its labels.json the
-    cheapest tier confidence whose validation under-tiering is at most `max_under_tier_rate` (router.py `auto`)."""
+    cheapest tier confidence whose validation under-tiering (its one-sided upper bound at `confidence_level`) is at
+    most `max_under_tier_rate` (router.py `auto`). Requests arrive with or without their context, so every validation
+    row that has one is routed both ways (the shorter bare form is the harder one for the complexity head)."""
     from ..core.evaluate import calibrate_tier_confidence, routing_spec
     from ..core.router import Router, request_text
     from ..core.train.trainer import flatten_examples, resolve_device
 
     val = flatten_examples(validation)
     router = Router(router_dir, base_model=base_model, device=resolve_device(device), tier_confidence=None)
-    texts = [request_text(i, c) for i, c in zip(val["input"].to_list(), val["context"].to_list(), strict=True)]
-    policy = calibrate_tier_confidence(router, texts, router.embed(texts), val["expected_model"].to_list(),
-                                       routing_spec(catalog), max_under_tier_rate, tolerance)
+    rows = list(zip(val["input"].to_list(), val["context"].to_list(), val["expected_model"].to_list(), strict=True))
+    texts = [request_text(i, c) for i, c, _ in rows] + [i for i, c, _ in rows if c and c.strip()]
+    expected = [m for _, _, m in rows] + [m for _, c, m in rows if c and c.strip()]
+    policy = calibrate_tier_confidence(router, texts, router.embed(texts), expected, routing_spec(catalog),
+                                       max_under_tier_rate, tolerance, confidence_level=confidence_level)
     labels_file = router_dir / "labels.json"
     labels = json.loads(labels_file.read_text(encoding="utf-8"))
-    labels["tier_policy"] = {**policy, "selected_on": "validation"}
+    labels["tier_policy"] = {**policy, "selected_on": "validation (with and without context)"}
     labels_file.write_text(json.dumps(labels, indent=2) + "\n", encoding="utf-8")
     return policy

@@ -5,9 +5,11 @@ hard-negative accuracy. Pure Python over route results; the evaluation_report as
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -176,27 +178,46 @@ def tier_curve(router: Any, texts: Sequence[str], emb: np.ndarray, expected: Seq
 TIER_GRID = tuple(round(0.5 + 0.01 * i, 2) for i in range(50))  # 0.50 .. 0.99
 
 
+def under_tier_upper_bound(rate: float, n: int, confidence_level: float) -> float:
+    """One-sided Wilson score upper bound of an under-tiering rate observed on n requests: with probability about
+    `confidence_level` the rate on new requests like these is below it (0.5 = the observed rate itself)."""
+    if n <= 0:
+        raise ValueError("under_tier_upper_bound: no requests")
+    if confidence_level <= 0.5:
+        return rate
+    z = NormalDist().inv_cdf(confidence_level)
+    centre = rate + z * z / (2 * n)
+    spread = z * math.sqrt(rate * (1 - rate) / n + z * z / (4 * n * n))
+    return min(1.0, (centre + spread) / (1 + z * z / n))
+
+
 def calibrate_tier_confidence(router: Any, texts: Sequence[str], emb: np.ndarray, expected: Sequence[str],
                               routing: dict, max_under_tier_rate: float, tolerance: float = 0.005,
-                              mode: str = "hybrid", grid: Sequence[float] = TIER_GRID) -> dict[str, Any]:
+                              mode: str = "hybrid", grid: Sequence[float] = TIER_GRID,
+                              confidence_level: float = 0.5) -> dict[str, Any]:
     """The cheapest tier policy whose under-tiering on a labelled set (the validation split) is at most the target:
-    the lowest confidence of `grid` that meets it. When no confidence meets it (requests routed to a wrong agent type
-    with certainty are under-tiered at any confidence), the lowest one within `tolerance` of the smallest
-    under-tiering the grid reaches (`met: false`): paying for opus everywhere would not remove that floor. Returns
-    the policy, its figures on that set and the whole curve ([confidence, under-tier, tier acc, saving])."""
+    the lowest confidence of `grid` whose under-tiering, or with `confidence_level` > 0.5 its one-sided upper bound
+    (`under_tier_upper_bound`: the lowest confidence that only just meets the target on one sample under-tiers more
+    on the next), is at most the target. When no confidence meets it (requests routed to a wrong agent type with
+    certainty are under-tiered at any confidence), the lowest one within `tolerance` of the smallest bound the grid
+    reaches (`met: false`): paying for opus everywhere would not remove that floor. Returns the policy, its figures
+    on that set and the whole curve ([confidence, under-tier, tier acc, saving, under-tier upper bound])."""
     if not len(texts):
         raise ValueError("calibrate_tier_confidence: no labelled requests")
-    curve = [[tau, t["under_tier_rate"], t["tier_acc"], t["saving_vs_opus"]]
+    n = len(texts)
+    curve = [[tau, t["under_tier_rate"], t["tier_acc"], t["saving_vs_opus"],
+              round(under_tier_upper_bound(t["under_tier_rate"], n, confidence_level), 4)]
              for tau, t in tier_curve(router, texts, emb, expected, routing, grid, mode)]
-    met = [row for row in curve if row[1] <= max_under_tier_rate]
+    met = [row for row in curve if row[4] <= max_under_tier_rate]
     if met:
         chosen = met[0]
     else:
-        floor = min(row[1] for row in curve)
-        chosen = next(row for row in curve if row[1] <= floor + tolerance + 1e-9)
+        floor = min(row[4] for row in curve)
+        chosen = next(row for row in curve if row[4] <= floor + tolerance + 1e-9)
     return {"tier_confidence": chosen[0], "under_tier_rate": chosen[1], "tier_acc": chosen[2],
-            "saving_vs_opus": chosen[3], "max_under_tier_rate": max_under_tier_rate, "met": bool(met),
-            "tolerance": tolerance, "rows": len(texts), "mode": mode, "curve": curve}
+            "saving_vs_opus": chosen[3], "under_tier_upper_bound": chosen[4], "confidence_level": confidence_level,
+            "max_under_tier_rate": max_under_tier_rate, "met": bool(met), "tolerance": tolerance, "rows": n,
+            "mode": mode, "curve": curve}
 
 
 def score_routes(eval_set: EvalSet, agent_types: Sequence[str | None], models: Sequence[str | None],
