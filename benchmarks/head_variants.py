@@ -9,6 +9,7 @@ Variants (comma-separated --variants):
 - short          + the terse form of every train/validation request (cut at its first clause break after 5 words)
 
 Usage: python benchmarks/head_variants.py [--data data] [--cache .cache/head_variants] [--variants emb,bow:4096:1]
+       [--peer-dir ../shared/benchmarks/peer]
 Embeddings are cached in --cache (about 7 min on 2 CPU cores the first time); --curve adds under-tier / saving /
 tier accuracy at fixed tier confidences.
 """
@@ -24,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
+from ruvtrain_pipeline.core.dataset_files import DEFAULT_PEER_DIR
+
 FORMS = ("full", "bare")
 _CUT = re.compile(r"(?<=\S)(?:[.;!?](?=\s)|\s[-\u2013\u2014]\s|,(?=\s))")
 _TOKEN = re.compile(r"[a-z0-9]+")
@@ -51,9 +53,10 @@ def hashed_ngrams(texts: list[str], buckets: int) -> np.ndarray:
     return out
 
 
-def build_cache(data: Path, cache: Path) -> dict:
+def build_cache(data: Path, cache: Path, peer_dir: Path) -> dict:
     import polars as pl
 
+    from ruvtrain_pipeline.core.catalog import CATALOG_DIR
     from ruvtrain_pipeline.core.evaluate import load_peer_sets, load_realistic
     from ruvtrain_pipeline.core.router import Router, request_text
     from ruvtrain_pipeline.core.train.trainer import flatten_examples
@@ -78,9 +81,9 @@ def build_cache(data: Path, cache: Path) -> dict:
             put(f"{split}_short", [terse(t) for t in df["input"].to_list()], *labels)
     lab = router.labels
     routing = {"table": lab["routing_table"]}
-    sets = [load_realistic(ROOT / "ruvtrain_pipeline" / "catalog" / "eval" / "realistic.jsonl", lab["agent_category"],
-                           routing, lab["complexities"])]
-    sets += load_peer_sets(ROOT.parent / "shared" / "benchmarks" / "peer", lab["agent_category"], routing)
+    sets = [load_realistic(CATALOG_DIR / "eval" / "realistic.jsonl", lab["agent_category"], routing,
+                           lab["complexities"])]
+    sets += load_peer_sets(peer_dir, lab["agent_category"], routing)  # none when the folder is absent
     for es in sets:
         put(es.name, [request_text(i, c) for i, c in zip(es.inputs, es.contexts, strict=True)], es.agent_type,
             es.complexity, es.expected_model)
@@ -93,6 +96,7 @@ def main() -> None:
     ap.add_argument("--data", default="data")
     ap.add_argument("--cache", default=".cache/head_variants")
     ap.add_argument("--variants", default="emb,bow:4096:1,short")
+    ap.add_argument("--peer-dir", default=DEFAULT_PEER_DIR, help="read-only peer test cases (skipped if absent)")
     ap.add_argument("--curve", action="store_true")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -104,7 +108,7 @@ def main() -> None:
     from ruvtrain_pipeline.core.train.heads import RoutingHeads, fit_heads
 
     data, cache = Path(args.data), Path(args.cache)
-    meta = build_cache(data, cache)
+    meta = build_cache(data, cache, Path(args.peer_dir))
     emb = {k: np.load(cache / f"{k}.npy") for k in meta}
     base = Router(data / "trained_adapter", tier_confidence=None)
     agents, cxs, cat_of = base.labels["agent_types"], base.labels["complexities"], base.labels["agent_category"]
