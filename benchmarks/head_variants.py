@@ -7,6 +7,7 @@ Variants (comma-separated --variants):
 - emb            the shipped heads (linear on the embedding; reproduces the evaluation report's hybrid figures)
 - bow:D:S        + hashed word unigrams and bigrams (D buckets, rows L2-normalized, scaled by S)
 - short          + the terse form of every train/validation request (cut at its first clause break after 5 words)
+- trval          the shipped heads, refitted on train + validation once L2 and the tier confidence are chosen
 
 Usage: python benchmarks/head_variants.py [--data data] [--cache .cache/head_variants] [--variants emb,bow:4096:1]
        [--peer-dir ../shared/benchmarks/peer]
@@ -105,7 +106,7 @@ def main() -> None:
     from ruvtrain_pipeline.core.catalog import Catalog
     from ruvtrain_pipeline.core.evaluate import calibrate_tier_confidence, routing_spec, tier_metrics
     from ruvtrain_pipeline.core.router import Router, _softmax
-    from ruvtrain_pipeline.core.train.heads import RoutingHeads, fit_heads
+    from ruvtrain_pipeline.core.train.heads import RoutingHeads, _fit_linear, fit_heads
 
     data, cache = Path(args.data), Path(args.cache)
     meta = build_cache(data, cache, Path(args.peer_dir))
@@ -151,6 +152,18 @@ def main() -> None:
         policy = calibrate_tier_confidence(router, val_texts, np.vstack([emb[n] for n in fit["validation"]]),
                                            val_models, spec, 0.02, 0.005, confidence_level=0.95)
         tau = policy["tier_confidence"]
+        if variant == "trval":
+            # selection done (L2 per head, tier confidence): refit each head with its chosen L2 on train + validation
+            both = labels(fit["train"] + fit["validation"])
+            x_both = torch.from_numpy(np.vstack([x["train"], x["validation"]]))
+            ce = torch.nn.functional.cross_entropy
+            losses = {"agent": lambda out: ce(out, both["agent"]), "complexity": lambda out: ce(out, both["complexity"]),
+                      "quality": lambda out: torch.nn.functional.mse_loss(torch.sigmoid(out).squeeze(-1), both["quality"])}
+            for name, loss in losses.items():
+                _fit_linear(getattr(heads, name), x_both, loss, curves[f"chosen_l2_{name}"][0], 300)
+            router._agent_w, router._agent_b = (heads.agent.weight.detach().numpy(), heads.agent.bias.detach().numpy())
+            router._cx_w, router._cx_b = (heads.complexity.weight.detach().numpy(),
+                                          heads.complexity.bias.detach().numpy())
         print(f"== {variant}: validation agent {max(curves['val_agent_acc']):.3f}, complexity "
               f"{max(curves['val_complexity_acc']):.3f}; calibrated tier confidence {tau}")
 

@@ -294,9 +294,14 @@ class Router:
                 # (keyword-only mode, a rules baseline, takes the rule's agent type alone)
                 tiers = self.labels["tiers"]
                 rule = np.eye(len(agents))[[agents.index(agent)]]
+                if mode == "keyword":
+                    agent_probs = [rule]
+                elif method == "keyword":
+                    agent_probs = [a_prob[i : i + 1], rule]
+                else:
+                    agent_probs = [a_prob[i : i + 1]]
                 picks = [self.pick_tier(self.tier_probabilities(ap, cx_prob[i : i + 1]), tier_confidence)[0]
-                         for ap in ([rule] if mode == "keyword" else
-                                    [a_prob[i : i + 1]] + ([rule] if method == "keyword" else []))]
+                         for ap in agent_probs]
                 model = max(picks, key=tiers.index)
             out.append(RouteResult(
                 agent_type=agent,

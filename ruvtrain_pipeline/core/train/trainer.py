@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ..catalog import Catalog
-from ..router import TEXT_FEATURES, request_text, text_features
+from ..router import TEXT_FEATURES, head_input, request_text
 from .grpo import GrpoSettings, RoutingSpace, evaluate_routes, grpo_train, labels_judge
 from .heads import RoutingHeads, fit_heads
 from .losses import InfoNCELoss, TripletCosineLoss
@@ -361,7 +361,7 @@ def train_router(
 
     def head_x(texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         e = embed(model, texts)
-        return e, (torch.cat([e, torch.from_numpy(text_features(texts))], 1) if n_features else e)
+        return e, torch.from_numpy(head_input(e.numpy(), texts, dim + n_features))
 
     emb, x = {}, {}
     for s, df in (("train", train_ex), ("validation", val_ex), ("test", test_ex)):
@@ -458,9 +458,7 @@ def route_texts(result_model: Any, heads: RoutingHeads, prototypes: torch.Tensor
     """Head and prototype predictions (agent indices) for raw texts."""
     emb = embed(result_model, texts)
     with torch.no_grad():
-        x = emb if heads.agent.in_features == emb.shape[1] else \
-            torch.cat([emb, torch.from_numpy(text_features(texts))], 1)
-        a_logits, _, _ = heads(x)
+        a_logits, _, _ = heads(torch.from_numpy(head_input(emb.numpy(), texts, heads.agent.in_features)))
     return {"head": a_logits.argmax(-1), "prototype": (emb @ prototypes.T).argmax(-1)}
 
 
