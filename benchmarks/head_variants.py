@@ -54,6 +54,19 @@ def hashed_ngrams(texts: list[str], buckets: int) -> np.ndarray:
     return out
 
 
+def refit_on(heads, x, y: dict, l2: dict) -> None:
+    """Refit each head from zero on (x, y) with its already chosen L2 strength."""
+    import torch
+
+    from ruvtrain_pipeline.core.train.heads import _fit_linear
+
+    ce, mse = torch.nn.functional.cross_entropy, torch.nn.functional.mse_loss
+    losses = {"agent": lambda out: ce(out, y["agent"]), "complexity": lambda out: ce(out, y["complexity"]),
+              "quality": lambda out: mse(torch.sigmoid(out).squeeze(-1), y["quality"])}
+    for name, loss in losses.items():
+        _fit_linear(getattr(heads, name), x, loss, l2[name], 300)
+
+
 def build_cache(data: Path, cache: Path, peer_dir: Path) -> dict:
     import polars as pl
 
@@ -106,7 +119,7 @@ def main() -> None:
     from ruvtrain_pipeline.core.catalog import Catalog
     from ruvtrain_pipeline.core.evaluate import calibrate_tier_confidence, routing_spec, tier_metrics
     from ruvtrain_pipeline.core.router import Router, _softmax
-    from ruvtrain_pipeline.core.train.heads import RoutingHeads, _fit_linear, fit_heads
+    from ruvtrain_pipeline.core.train.heads import RoutingHeads, fit_heads
 
     data, cache = Path(args.data), Path(args.cache)
     meta = build_cache(data, cache, Path(args.peer_dir))
@@ -154,13 +167,9 @@ def main() -> None:
         tau = policy["tier_confidence"]
         if variant == "trval":
             # selection done (L2 per head, tier confidence): refit each head with its chosen L2 on train + validation
-            both = labels(fit["train"] + fit["validation"])
-            x_both = torch.from_numpy(np.vstack([x["train"], x["validation"]]))
-            ce = torch.nn.functional.cross_entropy
-            losses = {"agent": lambda out: ce(out, both["agent"]), "complexity": lambda out: ce(out, both["complexity"]),
-                      "quality": lambda out: torch.nn.functional.mse_loss(torch.sigmoid(out).squeeze(-1), both["quality"])}
-            for name, loss in losses.items():
-                _fit_linear(getattr(heads, name), x_both, loss, curves[f"chosen_l2_{name}"][0], 300)
+            refit_on(heads, torch.from_numpy(np.vstack([x["train"], x["validation"]])),
+                     labels(fit["train"] + fit["validation"]), {k: curves[f"chosen_l2_{k}"][0] for k in
+                                                                ("agent", "complexity", "quality")})
             router._agent_w, router._agent_b = (heads.agent.weight.detach().numpy(), heads.agent.bias.detach().numpy())
             router._cx_w, router._cx_b = (heads.complexity.weight.detach().numpy(),
                                           heads.complexity.bias.detach().numpy())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from safetensors.torch import load_file
@@ -133,3 +134,29 @@ def test_fit_heads_picks_the_l2_that_scores_best_on_validation_and_is_determinis
     assert all(torch.equal(fits[0][k], fits[1][k]) for k in fits[0])
     with pytest.raises(ValueError, match="at least one"):
         fit_heads(RoutingHeads(16, 4, 3), train, val, l2_grid=(), max_iter=10)
+
+
+def test_adapter_config_bytes_do_not_depend_on_the_string_hash_seed(tmp_path):
+    # peft writes target_modules from a set, in the order of the process's string hash (PYTHONHASHSEED): the same
+    # config gave different adapter_config.json bytes from run to run until save_trained sorted it
+    import subprocess
+    import sys
+
+    script = (
+        "import sys; from pathlib import Path; from peft import LoraConfig; "
+        "from ruvtrain_pipeline.core.train.trainer import canonical_adapter_config; "
+        "out = Path(sys.argv[1]); "
+        "LoraConfig(r=8, target_modules=['query', 'key', 'value', 'dense', 'intermediate.dense']).save_pretrained(out); "
+        "raw = (out / 'adapter_config.json').read_text(); canonical_adapter_config(out); print(raw)"
+    )
+    raw, canonical = set(), set()
+    for hash_seed in range(3):
+        out = tmp_path / str(hash_seed)
+        proc = subprocess.run([sys.executable, "-c", script, str(out)], capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "PYTHONHASHSEED": str(hash_seed)}, check=True)
+        raw.add(json.dumps(json.loads(proc.stdout)["target_modules"]))
+        canonical.add((out / "adapter_config.json").read_bytes())
+    assert len(raw) > 1, "peft wrote the same target_modules order under every hash seed (nothing to canonicalize)"
+    assert len(canonical) == 1
+    modules = json.loads(next(iter(canonical)))["target_modules"]
+    assert modules == sorted(modules) and len(modules) == 5

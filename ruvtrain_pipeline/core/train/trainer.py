@@ -462,12 +462,24 @@ def route_texts(result_model: Any, heads: RoutingHeads, prototypes: torch.Tensor
     return {"head": a_logits.argmax(-1), "prototype": (emb @ prototypes.T).argmax(-1)}
 
 
+def canonical_adapter_config(adapter_dir: Path) -> None:
+    """peft keeps `target_modules` as a set and writes it in the order of the process's string hash, so two runs of
+    the same config and seed wrote different adapter_config.json bytes; sort the set-valued fields."""
+    path = Path(adapter_dir) / "adapter_config.json"
+    cfg = json.loads(path.read_text(encoding="utf-8"))
+    for key in ("target_modules", "exclude_modules"):
+        if isinstance(cfg.get(key), list):
+            cfg[key] = sorted(cfg[key])
+    path.write_text(json.dumps(cfg, indent=2, sort_keys=True), encoding="utf-8")
+
+
 def save_trained(result: TrainResult, out: Path, catalog: Catalog, extra_metadata: dict[str, Any]) -> dict[str, int]:
     """Adapter (peft safetensors), heads and prototypes (safetensors), labels and metadata (JSON). No pickles."""
     from safetensors.torch import save_file
 
     out = Path(out)
     result.model.save_pretrained(str(out / "adapter"))
+    canonical_adapter_config(out / "adapter")
     heads = {f"{k}": v.detach().contiguous().cpu() for k, v in result.heads.state_dict().items()}
     save_file(heads, str(out / "heads.safetensors"), metadata={"format": "ruvtrain-heads-v1"})
     save_file({"prototypes": result.prototypes.contiguous()}, str(out / "prototypes.safetensors"),
