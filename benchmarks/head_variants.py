@@ -67,6 +67,12 @@ def refit_on(heads, x, y: dict, l2: dict) -> None:
         _fit_linear(getattr(heads, name), x, loss, l2[name], 300)
 
 
+def use_heads(router, heads) -> None:
+    """Give the router the fitted heads' agent-type and complexity weights."""
+    router._agent_w, router._agent_b = heads.agent.weight.detach().numpy(), heads.agent.bias.detach().numpy()
+    router._cx_w, router._cx_b = heads.complexity.weight.detach().numpy(), heads.complexity.bias.detach().numpy()
+
+
 def build_cache(data: Path, cache: Path, peer_dir: Path) -> dict:
     import polars as pl
 
@@ -156,9 +162,7 @@ def main() -> None:
                            l2_grid=grid, max_iter=300)
         router = VariantRouter.__new__(VariantRouter)
         router.__dict__.update(base.__dict__)
-        router._agent_w, router._agent_b = (heads.agent.weight.detach().numpy(), heads.agent.bias.detach().numpy())
-        router._cx_w, router._cx_b = (heads.complexity.weight.detach().numpy(),
-                                      heads.complexity.bias.detach().numpy())
+        use_heads(router, heads)
         router.x = x["validation"]
         val_texts = [t for n in fit["validation"] for t in meta[n]["texts"]]
         val_models = [m for n in fit["validation"] for m in meta[n]["model"]]
@@ -170,9 +174,7 @@ def main() -> None:
             refit_on(heads, torch.from_numpy(np.vstack([x["train"], x["validation"]])),
                      labels(fit["train"] + fit["validation"]), {k: curves[f"chosen_l2_{k}"][0] for k in
                                                                 ("agent", "complexity", "quality")})
-            router._agent_w, router._agent_b = (heads.agent.weight.detach().numpy(), heads.agent.bias.detach().numpy())
-            router._cx_w, router._cx_b = (heads.complexity.weight.detach().numpy(),
-                                          heads.complexity.bias.detach().numpy())
+            use_heads(router, heads)
         print(f"== {variant}: validation agent {max(curves['val_agent_acc']):.3f}, complexity "
               f"{max(curves['val_complexity_acc']):.3f}; calibrated tier confidence {tau}")
 
