@@ -29,3 +29,12 @@ def test_dvc_stages_match_asset_graph():
                 assert (REPO_ROOT / dep).exists(), dep
         # an always-changed stage would keep `dvc status` from ever reporting the pipeline up to date
         assert not stage.get("always_changed"), name
+
+
+def test_stages_that_read_their_own_previous_output_keep_it_under_dvc_repro():
+    """`dvc repro` deletes a stage's outputs before running it unless they are persistent: the evaluation report
+    (regression vs the previous report) and the production router (the champion) read theirs."""
+    stages = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"]
+    for name in ("evaluation_report", "production_router"):
+        outs = {next(iter(o)): o[next(iter(o))] for o in stages[name]["outs"] if isinstance(o, dict)}
+        assert outs.get(f"data/{name}", {}).get("persist") is True, name

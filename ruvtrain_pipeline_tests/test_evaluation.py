@@ -60,6 +60,32 @@ def test_under_tier_upper_bound_by_hand():
         ev.under_tier_upper_bound(0.0, 0, 0.95)
 
 
+def test_second_annotation_scored_like_a_router_by_hand(tmp_path, real_catalog):
+    routing = _routing(real_catalog)
+    cat = {a: real_catalog.category_of(a) for a in real_catalog.agent_types}
+    s = ev.EvalSet("hand", "hand", ["a", "b", "c", "d"], [None] * 4, ["coder", "coder", "planner", "reviewer"],
+                   ["coder", "coder", "architecture", "reviewer"], ["Simple", "Complex", "Moderate", "Simple"],
+                   ["haiku", "opus", "opus", "haiku"], ["r1", "r2", "r3", "r4"])
+    path = tmp_path / "hand.jsonl"
+    labels = [("r4", "reviewer", "Moderate"), ("r1", "refactorer", "Simple"), ("r2", "coder", "Moderate"),
+              ("r3", "architect", "Moderate")]  # any order: matched by id
+    path.write_text("".join(json.dumps({"id": i, "agent_type": a, "complexity": c}) + "\n" for i, a, c in labels))
+    second = ev.load_second_annotation(path, s, cat, real_catalog.complexities)
+    assert second == [("refactorer", "Simple"), ("coder", "Moderate"), ("architect", "Moderate"),
+                      ("reviewer", "Moderate")]
+    m = ev.annotator_metrics(s, second, cat, routing)
+    assert m["agent_acc"] == 0.5 and m["category_acc"] == 1.0 and m["complexity_acc"] == 0.5
+    # tiers at the annotator's labels: haiku (right), sonnet < opus (under), opus (right), sonnet > haiku (over)
+    assert m["tier_acc"] == 0.5 and m["under_tier_rate"] == 0.25 and m["over_tier_rate"] == 0.25
+
+    path.write_text("".join(json.dumps({"id": i, "agent_type": a, "complexity": c}) + "\n" for i, a, c in labels[:3]))
+    with pytest.raises(ev.EvalSetError, match=r"hand\.jsonl: does not label the rows of hand .*missing ids \['r3'\]"):
+        ev.load_second_annotation(path, s, cat, real_catalog.complexities)
+    path.write_text(json.dumps({"id": "r1", "agent_type": "coder", "complexity": "Tiny"}) + "\n")
+    with pytest.raises(ev.EvalSetError, match=r"hand\.jsonl:1: field 'complexity' 'Tiny'"):
+        ev.load_second_annotation(path, s, cat, real_catalog.complexities)
+
+
 def test_regressions_respect_direction_and_margin():
     prev = {"s.hybrid.agent_acc": 0.9, "s.hybrid.under_tier_rate": 0.01, "s.hybrid.tier_acc": 0.8}
     now = {"s.hybrid.agent_acc": 0.85, "s.hybrid.under_tier_rate": 0.05, "s.hybrid.tier_acc": 0.79}
@@ -115,6 +141,9 @@ def test_evaluation_report_files_metadata_and_checks(tiny_pipeline):
     assert real["n"] >= 200 and 0 <= real["agent_acc"] <= 1 and "under_tier_rate" in real
     assert 0 <= real["complexity_acc"] <= 1 and "complexity_acc" not in details["results"]["realistic"]["zero-shot base"]
     assert "| complexity acc |" in md
+    # the goals table shows what the blind second annotation scores against the realistic labels
+    assert details["second_annotator"]["realistic"]["n"] == real["n"]
+    assert "| second annotator |" in md.split("## Goals")[1].split("## ")[0]
     assert len(real["agent"]["confusion"]) == 13
     # the trained router separates held-out hard negatives better than the zero-shot base encoder
     hn = details["hard_negative_accuracy"]

@@ -127,13 +127,13 @@ def test_independent_of_peer_benchmark(rows):
     assert offenders == []
 
 
-def test_second_annotation_covers_the_set_and_scores_against_it(rows, tmp_path):
-    """benchmarks/annotations holds one valid blind label per realistic row (and per peer96 case when the peer
-    folder is here), and benchmarks/label_agreement.py scores it; a missing row is an error naming the file."""
-    ann = REPO_ROOT / "benchmarks" / "annotations"
-    second = [json.loads(line) for line in (ann / "realistic_second.jsonl").read_text().splitlines() if line.strip()]
+def test_second_annotation_covers_the_set_and_the_script_scores_it(rows, tmp_path):
+    """catalog/eval/second_annotation holds one blind label per realistic row (labels only, no request text) and
+    benchmarks/label_agreement.py scores it and the peer96 one; a missing row is an error naming the file."""
+    ann = CATALOG_DIR / "eval" / "second_annotation"
+    second = [json.loads(line) for line in (ann / "realistic.jsonl").read_text().splitlines() if line.strip()]
     assert [r["id"] for r in second] == [r["id"] for r in rows]
-    assert all(set(r) == {"id", "agent_type", "complexity"} for r in second)  # labels only, no request text
+    assert all(set(r) == {"id", "agent_type", "complexity"} for r in second)
     if not (PEER_DIR / "ruvector_routing_benchmark_96.jsonl").exists():
         pytest.skip(f"peer benchmarks not present at {PEER_DIR}")
     script = [sys.executable, str(REPO_ROOT / "benchmarks" / "label_agreement.py"), "--router", "",
@@ -142,13 +142,12 @@ def test_second_annotation_covers_the_set_and_scores_against_it(rows, tmp_path):
     assert out.returncode == 0, out.stderr
     table = [line for line in out.stdout.splitlines() if "| second annotator |" in line]
     assert [line.split("|")[1].strip() for line in table] == ["realistic", "peer96"]
-    # agent accuracy of the second annotator against the set's labels, as the script computes it
     agree = sum(s["agent_type"] == r["agent_type"] for s, r in zip(second, rows, strict=True)) / len(rows)
     assert float(table[0].split("|")[4]) == pytest.approx(agree, abs=5e-4)
 
-    (tmp_path / "realistic_second.jsonl").write_text("".join(json.dumps(s) + "\n" for s in second[:-1]))
-    shutil.copy(ann / "peer96_second.jsonl", tmp_path / "peer96_second.jsonl")
+    (tmp_path / "realistic.jsonl").write_text("".join(json.dumps(s) + "\n" for s in second[:-1]))
+    shutil.copy(ann / "peer96.jsonl", tmp_path / "peer96.jsonl")
     bad = subprocess.run(script + ["--annotations", str(tmp_path)], capture_output=True, text=True, timeout=300,
                          cwd=REPO_ROOT)
     assert bad.returncode != 0
-    assert "realistic_second.jsonl" in bad.stderr and rows[-1]["id"] in bad.stderr
+    assert "realistic.jsonl" in bad.stderr and rows[-1]["id"] in bad.stderr

@@ -35,6 +35,7 @@ class EvalSet:
     category: list[str]
     complexity: list[str | None]  # None where the set has no complexity label (no tier metrics then)
     expected_model: list[str | None] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)  # row ids of the file (realistic, peer); empty for a split
 
     def __len__(self) -> int:
         return len(self.inputs)
@@ -42,7 +43,7 @@ class EvalSet:
     def head(self, n: int) -> EvalSet:
         """The first n rows as a set of the same name."""
         return EvalSet(self.name, self.source, self.inputs[:n], self.contexts[:n], self.agent_type[:n],
-                       self.category[:n], self.complexity[:n], self.expected_model[:n])
+                       self.category[:n], self.complexity[:n], self.expected_model[:n], self.ids[:n])
 
     @property
     def has_tiers(self) -> bool:
@@ -56,7 +57,7 @@ def _tier(routing: dict, category: str, complexity: str | None) -> str | None:
 def load_realistic(path: Path | str, agent_category: dict[str, str], routing: dict,
                    complexities: Sequence[str]) -> EvalSet:
     """The hand-written realistic set (JSONL: input, optional context, agent_type, complexity)."""
-    inputs, contexts, agents, cxs = [], [], [], []
+    inputs, contexts, agents, cxs, ids = [], [], [], [], []
     for lineno, obj, error in json_lines(path):
         where = f"{path}:{lineno}"
         if error or not isinstance(obj, dict):
@@ -69,12 +70,13 @@ def load_realistic(path: Path | str, agent_category: dict[str, str], routing: di
         if cx not in complexities:
             raise EvalSetError(f"{where}: field 'complexity' {cx!r} is not one of {list(complexities)}")
         inputs.append(text)
+        ids.append(str(obj.get("id", lineno)))
         contexts.append(obj.get("context"))
         agents.append(agent)
         cxs.append(cx)
     cats = [agent_category[a] for a in agents]
     return EvalSet("realistic", str(path), inputs, contexts, agents, cats, cxs,
-                   [_tier(routing, c, x) for c, x in zip(cats, cxs, strict=True)])
+                   [_tier(routing, c, x) for c, x in zip(cats, cxs, strict=True)], ids)
 
 
 def load_split(path: Path | str, agent_category: dict[str, str], name: str = "test") -> EvalSet:
@@ -107,7 +109,47 @@ def load_peer_sets(folder: Path | str, agent_category: dict[str, str], routing: 
         digits = "".join(ch for ch in fname if ch.isdigit())
         out.append(EvalSet(f"peer{digits or len(out)}", str(Path(folder) / fname), part["task"].to_list(),
                            [None] * len(part), agents, cats, cxs,
-                           [_tier(routing, c, x) for c, x in zip(cats, cxs, strict=True)]))
+                           [_tier(routing, c, x) for c, x in zip(cats, cxs, strict=True)], part["id"].to_list()))
+    return out
+
+
+def load_second_annotation(path: Path | str, es: EvalSet, agent_category: dict[str, str],
+                           complexities: Sequence[str]) -> list[tuple[str, str]]:
+    """A second, blind annotation of `es` (JSONL: id, agent_type, complexity; one row per id of the set), as
+    (agent type, complexity) in the set's row order."""
+    labels: dict[str, tuple[str, str]] = {}
+    for lineno, obj, error in json_lines(path):
+        where = f"{path}:{lineno}"
+        if error or not isinstance(obj, dict):
+            raise EvalSetError(f"{where}: {error or 'expected a JSON object'}")
+        rid, agent, cx = str(obj.get("id")), obj.get("agent_type"), obj.get("complexity")
+        if agent not in agent_category:
+            raise EvalSetError(f"{where}: field 'agent_type' {agent!r} is not one of the catalog's agent types")
+        if cx not in complexities:
+            raise EvalSetError(f"{where}: field 'complexity' {cx!r} is not one of {list(complexities)}")
+        if rid in labels:
+            raise EvalSetError(f"{where}: id {rid!r} labelled twice")
+        labels[rid] = (agent, cx)
+    missing = [i for i in es.ids if i not in labels]
+    extra = sorted(set(labels) - set(es.ids))
+    if missing or extra or not es.ids:
+        raise EvalSetError(f"{path}: does not label the rows of {es.name} ({es.source}): "
+                           f"missing ids {missing[:5]}, unknown ids {extra[:5]}")
+    return [labels[i] for i in es.ids]
+
+
+def annotator_metrics(es: EvalSet, labels: Sequence[tuple[str, str]], agent_category: dict[str, str],
+                      routing: dict) -> dict:
+    """The second annotator's labels scored against the set's as if they were routes: agent type, category and
+    complexity accuracy, and the tier the routing table gives them (tier accuracy, under-tiering, cost)."""
+    n = len(es)
+    out = {"n": n,
+           "agent_acc": round(sum(a == t for (a, _), t in zip(labels, es.agent_type, strict=True)) / n, 4),
+           "category_acc": round(sum(agent_category[a] == c for (a, _), c in zip(labels, es.category, strict=True))
+                                 / n, 4)}
+    if es.has_tiers:
+        out["complexity_acc"] = round(sum(x == t for (_, x), t in zip(labels, es.complexity, strict=True)) / n, 4)
+        out |= tier_metrics([_tier(routing, agent_category[a], x) for a, x in labels], es.expected_model, routing)
     return out
 
 

@@ -10,7 +10,7 @@ from .jsonl import json_lines
 
 
 def load_peer_cases(folder: Path | str) -> pl.DataFrame | None:
-    """Rows (file, task, expected_agent, difficulty) of every *.jsonl in `folder`; None when there is none."""
+    """Rows (file, id, task, expected_agent, difficulty) of every *.jsonl in `folder`; None when there is none."""
     path = Path(folder)
     files = sorted(path.glob("*.jsonl")) if path.is_dir() else []
     rows = []
@@ -18,7 +18,7 @@ def load_peer_cases(folder: Path | str) -> pl.DataFrame | None:
         for lineno, obj, error in json_lines(f):
             if error or not isinstance(obj, dict):
                 raise ValueError(f"{f}:{lineno}: {error or 'expected a JSON object'}")
-            rows.append({"file": f.name, "task": str(obj.get("task", "")),
+            rows.append({"file": f.name, "id": str(obj.get("id", f"{f.name}:{lineno}")), "task": str(obj.get("task", "")),
                          "expected_agent": str(obj.get("expected_agent", "")),
                          "difficulty": str(obj.get("difficulty", ""))})
     return pl.DataFrame(rows) if rows else None
