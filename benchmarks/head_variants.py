@@ -123,8 +123,8 @@ def main() -> None:
     import torch
 
     from ruvtrain_pipeline.core.catalog import Catalog
-    from ruvtrain_pipeline.core.evaluate import calibrate_tier_confidence, routing_spec, tier_metrics
     from ruvtrain_pipeline.core.router import Router, _softmax
+    from ruvtrain_pipeline.core.tiers import calibrate_tier_confidence, routing_spec, tier_metrics
     from ruvtrain_pipeline.core.train.heads import RoutingHeads, fit_heads
 
     data, cache = Path(args.data), Path(args.cache)

@@ -30,9 +30,8 @@ from ruvtrain_pipeline.core.evaluate import (
     load_peer_sets,
     load_realistic,
     load_second_annotation,
-    routing_spec,
-    tier_metrics,
 )
+from ruvtrain_pipeline.core.tiers import routing_spec, tier_metrics
 
 ANNOTATIONS = CATALOG_DIR / "eval" / "second_annotation"
 

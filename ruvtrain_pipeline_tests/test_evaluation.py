@@ -7,6 +7,7 @@ import json
 import pytest
 
 from ruvtrain_pipeline.core import evaluate as ev
+from ruvtrain_pipeline.core import tiers
 from ruvtrain_pipeline.core.catalog import load_catalog
 
 from .conftest import PEER_DIR, eval_config
@@ -28,9 +29,9 @@ def test_classification_metrics_by_hand():
 
 def test_tier_metrics_cost_and_under_tiering(real_catalog):
     routing = _routing(real_catalog)
-    t = ev.tier_metrics(["haiku", "sonnet", "opus", None], ["sonnet", "sonnet", "sonnet", "haiku"], routing)
+    t = tiers.tier_metrics(["haiku", "sonnet", "opus", None], ["sonnet", "sonnet", "sonnet", "haiku"], routing)
     assert t["tier_acc"] == 0.25 and t["under_tier_rate"] == 0.25 and t["over_tier_rate"] == 0.5
-    haiku, sonnet, opus = (ev.request_price(routing, m) for m in ("haiku", "sonnet", "opus"))
+    haiku, sonnet, opus = (tiers.request_price(routing, m) for m in ("haiku", "sonnet", "opus"))
     assert haiku == pytest.approx(0.007) and sonnet == pytest.approx(0.021) and opus == pytest.approx(0.105)
     assert t["cost_usd"] == pytest.approx(haiku + sonnet + 2 * opus)  # the unrouted one falls back to opus
     assert t["always_opus_cost_usd"] == pytest.approx(4 * opus)
@@ -50,14 +51,14 @@ def test_score_routes_complexity_accuracy_by_hand(real_catalog):
 
 def test_under_tier_upper_bound_by_hand():
     # zero under-tiered of n: the Wilson bound is z^2 / (n + z^2); z = 1.6449 at one-sided 95 %
-    assert ev.under_tier_upper_bound(0.0, 100, 0.95) == pytest.approx(1.6449 ** 2 / (100 + 1.6449 ** 2), rel=1e-3)
-    assert ev.under_tier_upper_bound(0.0192, 1144, 0.95) == pytest.approx(0.0271, abs=1e-4)
-    assert ev.under_tier_upper_bound(0.03, 500, 0.5) == 0.03  # level 0.5: the observed rate
+    assert tiers.under_tier_upper_bound(0.0, 100, 0.95) == pytest.approx(1.6449 ** 2 / (100 + 1.6449 ** 2), rel=1e-3)
+    assert tiers.under_tier_upper_bound(0.0192, 1144, 0.95) == pytest.approx(0.0271, abs=1e-4)
+    assert tiers.under_tier_upper_bound(0.03, 500, 0.5) == 0.03  # level 0.5: the observed rate
     # more requests, a tighter bound; a higher level, a looser one
-    assert ev.under_tier_upper_bound(0.02, 4000, 0.95) < ev.under_tier_upper_bound(0.02, 400, 0.95)
-    assert ev.under_tier_upper_bound(0.02, 400, 0.99) > ev.under_tier_upper_bound(0.02, 400, 0.95)
+    assert tiers.under_tier_upper_bound(0.02, 4000, 0.95) < tiers.under_tier_upper_bound(0.02, 400, 0.95)
+    assert tiers.under_tier_upper_bound(0.02, 400, 0.99) > tiers.under_tier_upper_bound(0.02, 400, 0.95)
     with pytest.raises(ValueError, match="no requests"):
-        ev.under_tier_upper_bound(0.0, 0, 0.95)
+        tiers.under_tier_upper_bound(0.0, 0, 0.95)
 
 
 def test_second_annotation_scored_like_a_router_by_hand(tmp_path, real_catalog):

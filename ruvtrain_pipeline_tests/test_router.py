@@ -209,8 +209,8 @@ def test_calibrated_tier_policy_is_the_cheapest_that_meets_the_target(export_dir
     import polars as pl
 
     from ruvtrain_pipeline.core.catalog import load_catalog
-    from ruvtrain_pipeline.core.evaluate import TIER_GRID, calibrate_tier_confidence, routing_spec
     from ruvtrain_pipeline.core.router import Router, request_text
+    from ruvtrain_pipeline.core.tiers import TIER_GRID, calibrate_tier_confidence, routing_spec
 
     router = Router(export_dir, tier_confidence=None)
     policy = router.labels["tier_policy"]

@@ -160,3 +160,18 @@ def test_adapter_config_bytes_do_not_depend_on_the_string_hash_seed(tmp_path):
     assert len(canonical) == 1
     modules = json.loads(next(iter(canonical)))["target_modules"]
     assert modules == sorted(modules) and len(modules) == 5
+
+
+def test_routing_supervision_weights_the_complexity_term():
+    import torch
+    import torch.nn.functional as F
+
+    from ruvtrain_pipeline.core.train.losses import routing_supervision_loss
+
+    g = torch.Generator().manual_seed(0)
+    a_logits, c_logits = torch.randn(6, 13, generator=g), torch.randn(6, 3, generator=g)
+    agent, cx = torch.tensor([0, 3, 5, 12, 7, 1]), torch.tensor([0, 1, 2, 2, 1, 0])
+    ce_a, ce_c = F.cross_entropy(a_logits, agent), F.cross_entropy(c_logits, cx)
+    assert torch.isclose(routing_supervision_loss(a_logits, c_logits, agent, cx), ce_a + ce_c)
+    assert torch.isclose(routing_supervision_loss(a_logits, c_logits, agent, cx, 3.0), ce_a + 3 * ce_c)
+    assert torch.isclose(routing_supervision_loss(a_logits, c_logits, agent, cx, 0.0), ce_a)

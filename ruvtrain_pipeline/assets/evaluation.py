@@ -103,12 +103,13 @@ def evaluation_report(context: AssetExecutionContext, config: EvaluationConfig, 
         render_markdown,
     )
     from ..core.router import Router, request_text
+    from ..core.tiers import routing_spec
 
     storage.require("gguf_export", "router-sidecar.gguf")
     catalog = Catalog.from_dict(json.loads(storage.require("seed_templates", "catalog.json").read_text()))
     export_dir = storage.asset_dir("gguf_export")
     adapter_meta = json.loads(storage.require("trained_adapter", "metadata.json").read_text())
-    routing = ev.routing_spec(catalog)
+    routing = routing_spec(catalog)
     agent_category = {a: d["category"] for a, d in catalog.agents.items()}
 
     sets = [ev.load_split(storage.require("dataset_splits", "data/test.parquet"), agent_category, "test")]
@@ -309,7 +310,7 @@ def evaluation_report(context: AssetExecutionContext, config: EvaluationConfig, 
 
 def _tradeoff_rows(set_name, router, texts, emb, expected, confidences, routing) -> list[list]:
     """Tier accuracy, under/over-tiering and saving of the hybrid router per tier policy ('table' = argmax)."""
-    from ..core.evaluate import tier_curve
+    from ..core.tiers import tier_curve
 
     rows = []
     for tau, t in tier_curve(router, texts, emb, expected, routing, [None, *confidences]):

@@ -51,6 +51,9 @@ class TrainConfig(Config):
     supervised_batch: int = Field(default=16, description="Train examples per step for the supervised loss.")
     supervised_head_lr: float = Field(default=3e-3, description="Learning rate of the linear head trained with the "
                                       "LoRA for the supervised loss.")
+    complexity_weight: float = Field(default=1.0, ge=0.0, description="Weight of the complexity cross-entropy in "
+                                     "that supervised loss (agent type's is 1; agent type also drives the "
+                                     "contrastive losses).")
     val_triplets: int = 128
     val_examples: int = 520
     prototype_per_agent: int = 32
@@ -247,8 +250,8 @@ def _calibrate_tier_policy(router_dir, base_model: str, device: str, validation:
     cheapest tier confidence whose validation under-tiering (its one-sided upper bound at `confidence_level`) is at
     most `max_under_tier_rate` (router.py `auto`). Requests arrive with or without their context, so every validation
     row that has one is routed both ways (the shorter bare form is the harder one for the complexity head)."""
-    from ..core.evaluate import calibrate_tier_confidence, routing_spec
     from ..core.router import Router, request_text
+    from ..core.tiers import calibrate_tier_confidence, routing_spec
     from ..core.train.trainer import flatten_examples, resolve_device
 
     val = flatten_examples(validation)

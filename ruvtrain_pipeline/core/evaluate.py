@@ -5,17 +5,16 @@ hard-negative accuracy. Pure Python over route results; the evaluation_report as
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from statistics import NormalDist
 from typing import Any
 
 import numpy as np
 import polars as pl
 
 from .jsonl import json_lines
+from .tiers import tier_metrics
 
 DIFFICULTY_TO_COMPLEXITY = {"easy": "Simple", "medium": "Moderate", "hard": "Complex"}
 HEADLINE = ("agent_acc", "category_acc", "agent_macro_f1", "tier_acc", "under_tier_rate", "saving_vs_opus")
@@ -54,6 +53,14 @@ def _tier(routing: dict, category: str, complexity: str | None) -> str | None:
     return routing["table"][category][complexity] if complexity else None
 
 
+def _check_labels(where: str, agent: Any, cx: Any, agent_category: dict[str, str],
+                  complexities: Sequence[str]) -> None:
+    if agent not in agent_category:
+        raise EvalSetError(f"{where}: field 'agent_type' {agent!r} is not one of the catalog's agent types")
+    if cx not in complexities:
+        raise EvalSetError(f"{where}: field 'complexity' {cx!r} is not one of {list(complexities)}")
+
+
 def load_realistic(path: Path | str, agent_category: dict[str, str], routing: dict,
                    complexities: Sequence[str]) -> EvalSet:
     """The hand-written realistic set (JSONL: input, optional context, agent_type, complexity)."""
@@ -65,10 +72,7 @@ def load_realistic(path: Path | str, agent_category: dict[str, str], routing: di
         text, agent, cx = obj.get("input"), obj.get("agent_type"), obj.get("complexity")
         if not isinstance(text, str) or not text.strip():
             raise EvalSetError(f"{where}: field 'input' must be a non-empty string")
-        if agent not in agent_category:
-            raise EvalSetError(f"{where}: field 'agent_type' {agent!r} is not one of the catalog's agent types")
-        if cx not in complexities:
-            raise EvalSetError(f"{where}: field 'complexity' {cx!r} is not one of {list(complexities)}")
+        _check_labels(where, agent, cx, agent_category, complexities)
         inputs.append(text)
         ids.append(str(obj.get("id", lineno)))
         contexts.append(obj.get("context"))
@@ -123,10 +127,7 @@ def load_second_annotation(path: Path | str, es: EvalSet, agent_category: dict[s
         if error or not isinstance(obj, dict):
             raise EvalSetError(f"{where}: {error or 'expected a JSON object'}")
         rid, agent, cx = str(obj.get("id")), obj.get("agent_type"), obj.get("complexity")
-        if agent not in agent_category:
-            raise EvalSetError(f"{where}: field 'agent_type' {agent!r} is not one of the catalog's agent types")
-        if cx not in complexities:
-            raise EvalSetError(f"{where}: field 'complexity' {cx!r} is not one of {list(complexities)}")
+        _check_labels(where, agent, cx, agent_category, complexities)
         if rid in labels:
             raise EvalSetError(f"{where}: id {rid!r} labelled twice")
         labels[rid] = (agent, cx)
@@ -176,90 +177,6 @@ def classification_metrics(truth: Sequence[str], pred: Sequence[str | None], lab
     return {"accuracy": round(float(np.trace(conf[:, : len(labels)]) / n), 4) if n else 0.0,
             "macro_f1": round(float(np.mean(f1s)), 4) if f1s else 0.0,
             "per_class": per_class, "labels": list(labels), "confusion": conf.tolist()}
-
-
-def request_price(routing: dict, model: str) -> float:
-    price, size = routing["models"][model], routing["typical_request"]
-    return (size["input_tokens"] * price["input_per_mtok"] + size["output_tokens"] * price["output_per_mtok"]) / 1e6
-
-
-def tier_metrics(pred_models: Sequence[str | None], expected: Sequence[str], routing: dict) -> dict:
-    """Tier accuracy, under-/over-tiering and the cost of the routed tiers vs always-opus and the oracle tier, at the
-    catalog's typical request size. An unrouted request (no agent) falls back to the top tier."""
-    order = {m: i for i, m in enumerate(routing["tier_order"])}
-    top = routing["tier_order"][-1]
-    routed = [m or top for m in pred_models]
-    n = len(expected)
-    under = sum(order[p] < order[e] for p, e in zip(routed, expected, strict=True))
-    over = sum(order[p] > order[e] for p, e in zip(routed, expected, strict=True))
-    cost = sum(request_price(routing, m) for m in routed)
-    opus = n * request_price(routing, top)
-    oracle = sum(request_price(routing, m) for m in expected)
-    return {"tier_acc": round((n - under - over) / n, 4) if n else 0.0,
-            "under_tier_rate": round(under / n, 4) if n else 0.0,
-            "over_tier_rate": round(over / n, 4) if n else 0.0,
-            "cost_usd": round(cost, 4), "always_opus_cost_usd": round(opus, 4), "oracle_cost_usd": round(oracle, 4),
-            "saving_vs_opus": round(1 - cost / opus, 4) if opus else 0.0,
-            "oracle_saving_vs_opus": round(1 - oracle / opus, 4) if opus else 0.0}
-
-
-def routing_spec(catalog: Any) -> dict:
-    """What tier_metrics needs from the catalog: the routing table, tier order, prices and typical request size."""
-    return {"table": catalog.routing, "models": catalog.models, "tier_order": catalog.tier_order,
-            "typical_request": catalog.typical_request}
-
-
-def tier_curve(router: Any, texts: Sequence[str], emb: np.ndarray, expected: Sequence[str], routing: dict,
-               confidences: Sequence[float | None], mode: str = "hybrid") -> list[tuple[float | None, dict]]:
-    """tier_metrics of the router's routes at each tier confidence (None = the routing table at the most likely
-    agent type and complexity), embeddings computed once."""
-    return [(tau, tier_metrics([r.model for r in router.route_embedded(texts, emb, mode, tier_confidence=tau)],
-                               expected, routing)) for tau in confidences]
-
-
-TIER_GRID = tuple(round(0.5 + 0.01 * i, 2) for i in range(50))  # 0.50 .. 0.99
-
-
-def under_tier_upper_bound(rate: float, n: int, confidence_level: float) -> float:
-    """One-sided Wilson score upper bound of an under-tiering rate observed on n requests: with probability about
-    `confidence_level` the rate on new requests like these is below it (0.5 = the observed rate itself)."""
-    if n <= 0:
-        raise ValueError("under_tier_upper_bound: no requests")
-    if confidence_level <= 0.5:
-        return rate
-    z = NormalDist().inv_cdf(confidence_level)
-    centre = rate + z * z / (2 * n)
-    spread = z * math.sqrt(rate * (1 - rate) / n + z * z / (4 * n * n))
-    return min(1.0, (centre + spread) / (1 + z * z / n))
-
-
-def calibrate_tier_confidence(router: Any, texts: Sequence[str], emb: np.ndarray, expected: Sequence[str],
-                              routing: dict, max_under_tier_rate: float, tolerance: float = 0.005,
-                              mode: str = "hybrid", grid: Sequence[float] = TIER_GRID,
-                              confidence_level: float = 0.5) -> dict[str, Any]:
-    """The cheapest tier policy whose under-tiering on a labelled set (the validation split) is at most the target:
-    the lowest confidence of `grid` whose under-tiering, or with `confidence_level` > 0.5 its one-sided upper bound
-    (`under_tier_upper_bound`: the lowest confidence that only just meets the target on one sample under-tiers more
-    on the next), is at most the target. When no confidence meets it (requests routed to a wrong agent type with
-    certainty are under-tiered at any confidence), the lowest one within `tolerance` of the smallest bound the grid
-    reaches (`met: false`): paying for opus everywhere would not remove that floor. Returns the policy, its figures
-    on that set and the whole curve ([confidence, under-tier, tier acc, saving, under-tier upper bound])."""
-    if not len(texts):
-        raise ValueError("calibrate_tier_confidence: no labelled requests")
-    n = len(texts)
-    curve = [[tau, t["under_tier_rate"], t["tier_acc"], t["saving_vs_opus"],
-              round(under_tier_upper_bound(t["under_tier_rate"], n, confidence_level), 4)]
-             for tau, t in tier_curve(router, texts, emb, expected, routing, grid, mode)]
-    met = [row for row in curve if row[4] <= max_under_tier_rate]
-    if met:
-        chosen = met[0]
-    else:
-        floor = min(row[4] for row in curve)
-        chosen = next(row for row in curve if row[4] <= floor + tolerance + 1e-9)
-    return {"tier_confidence": chosen[0], "under_tier_rate": chosen[1], "tier_acc": chosen[2],
-            "saving_vs_opus": chosen[3], "under_tier_upper_bound": chosen[4], "confidence_level": confidence_level,
-            "max_under_tier_rate": max_under_tier_rate, "met": bool(met), "tolerance": tolerance, "rows": n,
-            "mode": mode, "curve": curve}
 
 
 def score_routes(eval_set: EvalSet, agent_types: Sequence[str | None], models: Sequence[str | None],

@@ -44,3 +44,10 @@ class InfoNCELoss(nn.Module):
         logits = torch.cat([in_batch, hard], dim=1)
         target = torch.arange(len(labels), device=labels.device)
         return F.cross_entropy(logits, target)
+
+
+def routing_supervision_loss(agent_logits: torch.Tensor, complexity_logits: torch.Tensor, agent: torch.Tensor,
+                             complexity: torch.Tensor, complexity_weight: float = 1.0) -> torch.Tensor:
+    """Cross-entropy on agent type plus `complexity_weight` times cross-entropy on complexity: the joint supervision
+    trained through the adapter alongside the contrastive losses (which only see agent type)."""
+    return F.cross_entropy(agent_logits, agent) + complexity_weight * F.cross_entropy(complexity_logits, complexity)

@@ -22,7 +22,7 @@ from ..catalog import Catalog
 from ..router import TEXT_FEATURES, head_input, request_text
 from .grpo import GrpoSettings, RoutingSpace, evaluate_routes, grpo_train, labels_judge
 from .heads import RoutingHeads, fit_heads
-from .losses import InfoNCELoss, TripletCosineLoss
+from .losses import InfoNCELoss, TripletCosineLoss, routing_supervision_loss
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,9 @@ class TrainSettings:
     supervised_weight: float = 1.0
     supervised_batch: int = 16
     supervised_head_lr: float = 3e-3  # learning rate of that linear head
+    # weight of the complexity term within that supervision (agent type's is 1): agent type also drives the triplet
+    # and InfoNCE losses, complexity only this term
+    complexity_weight: float = 1.0
     # validation sizes (per epoch)
     val_triplets: int = 128
     val_examples: int = 520
@@ -279,8 +282,8 @@ def train_router(
             settings.infonce_weight * infonce(ea, ep, en, lab.to(emb.device))
         if sup:
             a_logits, c_logits, _ = aux(emb[3 * b :])
-            loss = loss + settings.supervised_weight * (F.cross_entropy(a_logits, sup[1].to(emb.device)) +
-                                                        F.cross_entropy(c_logits, sup[2].to(emb.device)))
+            loss = loss + settings.supervised_weight * routing_supervision_loss(
+                a_logits, c_logits, sup[1].to(emb.device), sup[2].to(emb.device), settings.complexity_weight)
         return loss
 
     def sup_batch() -> tuple[list[str], torch.Tensor, torch.Tensor] | None:
