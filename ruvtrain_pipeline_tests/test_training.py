@@ -70,6 +70,22 @@ def test_failing_quality_check_blocks(tiny_catalog_dir, tmp_path):
     assert evals["adapter_quality"] is False
 
 
+def test_supervised_objective_alone_trains_the_adapter(tiny_catalog_dir, tmp_path):
+    # both contrastive weights at 0: the triplets are not embedded, the LoRA learns from the agent-type and
+    # (weighted) complexity cross-entropy alone
+    cfg = _config(tiny_catalog_dir, tmp_path, triplet_weight=0.0, infonce_weight=0.0, complexity_weight=2.0,
+                  supervised_batch=16, grpo_steps=0)
+    assert _materialize(tmp_path / "data", cfg, assets=TRAINING_ASSETS).success
+    out = tmp_path / "data" / "trained_adapter"
+    adapter = load_file(str(out / "adapter" / "adapter_model.safetensors"))
+    assert all(float(v.abs().sum()) > 0 for k, v in adapter.items() if "lora_B" in k)
+    meta = json.loads((out / "metadata.json").read_text())
+    m = meta["metrics"]
+    assert m["losses_finite"] and m["val_loss_first"] == 0.0  # no contrastive term to validate
+    assert m["validation_agent_acc"] > m["baseline_val_prototype_acc"]
+    assert meta["training_config"]["complexity_weight"] == 2.0
+
+
 def test_grpo_with_claude_judge_through_local_server(tiny_catalog_dir, tmp_path):
     from ruvtrain_pipeline.resources import AnthropicResource
 

@@ -272,14 +272,23 @@ def train_router(
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min((s + 1) / warmup, max(0.0, (total_steps - s) / max(1, total_steps - warmup))))
 
+    # with both contrastive weights at 0 the triplets are not embedded at all (supervised objective only)
+    pairs_on = settings.triplet_weight > 0 or settings.infonce_weight > 0
+
     def contrastive(a: list[str], p: list[str], n: list[str], lab: torch.Tensor,
                     sup: tuple[list[str], torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        if not pairs_on:
+            a, p, n = [], [], []
         extra = sup[0] if sup else []
+        if not a and not extra:
+            return torch.zeros(())
         emb = _forward(model, a + p + n + extra)
         b = len(a)
-        ea, ep, en = emb[:b], emb[b : 2 * b], emb[2 * b : 3 * b]
-        loss = settings.triplet_weight * triplet_loss(ea, ep, en) + \
-            settings.infonce_weight * infonce(ea, ep, en, lab.to(emb.device))
+        loss = torch.zeros((), device=emb.device)
+        if b:
+            ea, ep, en = emb[:b], emb[b : 2 * b], emb[2 * b : 3 * b]
+            loss = loss + settings.triplet_weight * triplet_loss(ea, ep, en) + \
+                settings.infonce_weight * infonce(ea, ep, en, lab.to(emb.device))
         if sup:
             a_logits, c_logits, _ = aux(emb[3 * b :])
             loss = loss + settings.supervised_weight * routing_supervision_loss(
