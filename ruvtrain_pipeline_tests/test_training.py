@@ -86,6 +86,14 @@ def test_supervised_objective_alone_trains_the_adapter(tiny_catalog_dir, tmp_pat
     assert meta["training_config"]["complexity_weight"] == 2.0
 
 
+def test_no_loss_at_all_is_refused_before_training():
+    from ruvtrain_pipeline.core.train.trainer import TrainSettings, train_router
+
+    settings = TrainSettings(triplet_weight=0.0, infonce_weight=0.0, supervised_weight=0.0)
+    with pytest.raises(ValueError, match="triplet_weight, infonce_weight and supervised_weight are all 0"):
+        train_router("unused-model-path", {}, {}, None, settings)  # type: ignore[arg-type]
+
+
 def test_grpo_with_claude_judge_through_local_server(tiny_catalog_dir, tmp_path):
     from ruvtrain_pipeline.resources import AnthropicResource
 

@@ -206,6 +206,9 @@ def train_router(
     `judged` = (train row indices, agent index, tier index) from an external judge (Claude); GRPO then trains on
     those rows against those judgments instead of the gold labels. Validation always uses the gold labels.
     """
+    if settings.triplet_weight <= 0 and settings.infonce_weight <= 0 and settings.supervised_weight <= 0:
+        raise ValueError("trained_adapter: triplet_weight, infonce_weight and supervised_weight are all 0, so the "
+                         "adapter has no loss to learn from; set at least one above 0")
     from peft import LoraConfig
     from sentence_transformers import SentenceTransformer
 
