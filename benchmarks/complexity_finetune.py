@@ -7,6 +7,10 @@ complexity accuracy on validation, the test split, the realistic set and peer96 
 benchmarks/head_variants.py's cache (built on first use). About 20-25 min per epoch on 2 CPU cores.
 
 Usage: python benchmarks/complexity_finetune.py [--data data] [--cache .cache/head_variants] [--epochs 3]
+       [--logits-out DIR]
+With --logits-out, the fine-tuned encoder's complexity logits of every cached set but train are saved there
+(DIR/<set>.npy) after the last epoch: `head_variants.py --variants cxenc:DIR` routes with them (a separate complexity
+encoder beside the shipped agent-type heads).
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import os
 import sys
 import time
 from pathlib import Path
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from head_variants import build_cache  # noqa: E402
@@ -34,6 +40,7 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=3e-5)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--logits-out", default="", help="save the complexity logits of the non-train sets here")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
@@ -82,6 +89,16 @@ def main() -> None:
             loss.backward()
             opt.step()
         print("epoch", epoch + 1, round(time.time() - t0), evaluate(), flush=True)
+    if args.logits_out:
+        out = Path(args.logits_out)
+        out.mkdir(parents=True, exist_ok=True)
+        enc.eval()
+        with torch.no_grad():
+            for name in (n for n in meta if not n.startswith("train_")):
+                texts = meta[name]["texts"]
+                logits = torch.cat([head(embed(texts[i : i + 64])) for i in range(0, len(texts), 64)])
+                np.save(out / f"{name}.npy", logits.numpy().astype(np.float32))
+        print("complexity logits saved in", out, flush=True)
 
 
 if __name__ == "__main__":

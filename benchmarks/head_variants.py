@@ -8,6 +8,8 @@ Variants (comma-separated --variants):
 - bow:D:S        + hashed word unigrams and bigrams (D buckets, rows L2-normalized, scaled by S)
 - short          + the terse form of every train/validation request (cut at its first clause break after 5 words)
 - trval          the shipped heads, refitted on train + validation once L2 and the tier confidence are chosen
+- cxenc:DIR      the shipped agent-type head with complexity logits from a separate encoder (DIR/<set>.npy, written by
+                 complexity_finetune.py --logits-out DIR); tier confidence calibrated on validation as usual
 
 Usage: python benchmarks/head_variants.py [--data data] [--cache .cache/head_variants] [--variants emb,bow:4096:1]
        [--peer-dir ../shared/benchmarks/peer]
@@ -137,8 +139,11 @@ def main() -> None:
     class VariantRouter(Router):
         x: np.ndarray
 
+        cx: np.ndarray | None = None  # complexity logits from a separate encoder (cxenc variant)
+
         def heads(self, e: np.ndarray, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-            return _softmax(self.x @ self._agent_w.T + self._agent_b), self.x @ self._cx_w.T + self._cx_b
+            cx = self.x @ self._cx_w.T + self._cx_b if self.cx is None else self.cx
+            return _softmax(self.x @ self._agent_w.T + self._agent_b), cx
 
     def labels(names: list[str]) -> dict:
         return {"agent": torch.tensor([agents.index(a) for n in names for a in meta[n]["agent"]]),
@@ -164,6 +169,12 @@ def main() -> None:
         router.__dict__.update(base.__dict__)
         use_heads(router, heads)
         router.x = x["validation"]
+        cx_dir = Path(variant.split(":", 1)[1]) if variant.startswith("cxenc:") else None
+
+        def cx_logits(names: list[str], cx_dir: Path | None = cx_dir) -> np.ndarray | None:
+            return None if cx_dir is None else np.vstack([np.load(cx_dir / f"{n}.npy") for n in names])
+
+        router.cx = cx_logits(fit["validation"])
         val_texts = [t for n in fit["validation"] for t in meta[n]["texts"]]
         val_models = [m for n in fit["validation"] for m in meta[n]["model"]]
         policy = calibrate_tier_confidence(router, val_texts, np.vstack([emb[n] for n in fit["validation"]]),
@@ -175,11 +186,14 @@ def main() -> None:
                      labels(fit["train"] + fit["validation"]), {k: curves[f"chosen_l2_{k}"][0] for k in
                                                                 ("agent", "complexity", "quality")})
             use_heads(router, heads)
-        print(f"== {variant}: validation agent {max(curves['val_agent_acc']):.3f}, complexity "
-              f"{max(curves['val_complexity_acc']):.3f}; calibrated tier confidence {tau}")
+        val_cx = max(curves["val_complexity_acc"]) if router.cx is None else float(
+            (router.cx.argmax(-1) == labels(fit["validation"])["complexity"].numpy()).mean())
+        print(f"== {variant}: validation agent {max(curves['val_agent_acc']):.3f}, complexity {val_cx:.3f}; "
+              f"calibrated tier confidence {tau}")
 
         def route(name: str, confidence: float, router: VariantRouter = router) -> list:
             router.x = features(name)
+            router.cx = cx_logits([name])
             return router.route_embedded(meta[name]["texts"], emb[name], "hybrid", tier_confidence=confidence)
 
         for name in ("test_full", "realistic", "peer96", "peer20"):
