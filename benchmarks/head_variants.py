@@ -8,6 +8,8 @@ Variants (comma-separated --variants):
 - bow:D:S        + hashed word unigrams and bigrams (D buckets, rows L2-normalized, scaled by S)
 - short          + the terse form of every train/validation request (cut at its first clause break after 5 words)
 - trval          the shipped heads, refitted on train + validation once L2 and the tier confidence are chosen
+- drop:K[+K]     the shipped heads fitted and calibrated without the train/validation rows of augmentation kinds K
+                 (e.g. drop:complexity = without the scope-rewritten rows); the encoder stays as trained
 - cxenc:DIR      the shipped agent-type head with complexity logits from a separate encoder (DIR/<set>.npy, written by
                  complexity_finetune.py --logits-out DIR); tier confidence calibrated on validation as usual
 
@@ -113,6 +115,16 @@ def build_cache(data: Path, cache: Path, peer_dir: Path) -> dict:
     return meta
 
 
+def augmentation_kinds(data: Path, split: str) -> np.ndarray:
+    """Each row's augmentation kind (base, paraphrase, complexity, domain, noise), in the cache's row order."""
+    import polars as pl
+
+    from ruvtrain_pipeline.core.train.trainer import flatten_examples
+
+    df = flatten_examples(pl.read_parquet(data / "dataset_splits" / "data" / f"{split}.parquet"))
+    return df["augmentation"].to_numpy().astype(str)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default="data")
@@ -145,10 +157,11 @@ def main() -> None:
             cx = self.x @ self._cx_w.T + self._cx_b if self.cx is None else self.cx
             return _softmax(self.x @ self._agent_w.T + self._agent_b), cx
 
-    def labels(names: list[str]) -> dict:
-        return {"agent": torch.tensor([agents.index(a) for n in names for a in meta[n]["agent"]]),
-                "complexity": torch.tensor([cxs.index(c) for n in names for c in meta[n]["complexity"]]),
-                "quality": torch.full((sum(len(meta[n]["agent"]) for n in names),), 0.9)}
+    def labels(names: list[str], keep: np.ndarray | None = None) -> dict:
+        y = {"agent": torch.tensor([agents.index(a) for n in names for a in meta[n]["agent"]]),
+             "complexity": torch.tensor([cxs.index(c) for n in names for c in meta[n]["complexity"]]),
+             "quality": torch.full((sum(len(meta[n]["agent"]) for n in names),), 0.9)}
+        return y if keep is None else {k: v[torch.from_numpy(keep)] for k, v in y.items()}
 
     for variant in args.variants.split(","):
         def features(name: str, variant: str = variant) -> np.ndarray:
@@ -160,10 +173,15 @@ def main() -> None:
         forms = FORMS + (("short",) if variant == "short" else ())
         fit = {s: [f"{s}_{f}" for f in forms] for s in ("train", "validation")}
         x = {s: np.vstack([features(n) for n in names]) for s, names in fit.items()}
+        keep = {s: None for s in fit}
+        if variant.startswith("drop:"):
+            keep = {s: np.tile(~np.isin(augmentation_kinds(data, s), variant[5:].split("+")), len(fit[s]))
+                    for s in fit}
+            x = {s: x[s][keep[s]] for s in fit}
         heads = RoutingHeads(x["train"].shape[1], len(agents), len(cxs))
         grid = (3e-5, 1e-4, 3e-4, 1e-3) + ((3e-3,) if variant.startswith("bow:") else ())
-        curves = fit_heads(heads, {"emb": torch.from_numpy(x["train"]), **labels(fit["train"])},
-                           {"emb": torch.from_numpy(x["validation"]), **labels(fit["validation"])},
+        curves = fit_heads(heads, {"emb": torch.from_numpy(x["train"]), **labels(fit["train"], keep["train"])},
+                           {"emb": torch.from_numpy(x["validation"]), **labels(fit["validation"], keep["validation"])},
                            l2_grid=grid, max_iter=300)
         router = VariantRouter.__new__(VariantRouter)
         router.__dict__.update(base.__dict__)
@@ -177,8 +195,14 @@ def main() -> None:
         router.cx = cx_logits(fit["validation"])
         val_texts = [t for n in fit["validation"] for t in meta[n]["texts"]]
         val_models = [m for n in fit["validation"] for m in meta[n]["model"]]
-        policy = calibrate_tier_confidence(router, val_texts, np.vstack([emb[n] for n in fit["validation"]]),
-                                           val_models, spec, 0.02, 0.005, confidence_level=0.95)
+        val_emb = np.vstack([emb[n] for n in fit["validation"]])
+        if keep["validation"] is not None:
+            kv = keep["validation"]
+            val_texts = [t for t, k in zip(val_texts, kv, strict=True) if k]
+            val_models = [m for m, k in zip(val_models, kv, strict=True) if k]
+            val_emb = val_emb[kv]
+        policy = calibrate_tier_confidence(router, val_texts, val_emb, val_models, spec, 0.02, 0.005,
+                                           confidence_level=0.95)
         tau = policy["tier_confidence"]
         if variant == "trval":
             # selection done (L2 per head, tier confidence): refit each head with its chosen L2 on train + validation
@@ -187,7 +211,7 @@ def main() -> None:
                                                                 ("agent", "complexity", "quality")})
             use_heads(router, heads)
         val_cx = max(curves["val_complexity_acc"]) if router.cx is None else float(
-            (router.cx.argmax(-1) == labels(fit["validation"])["complexity"].numpy()).mean())
+            (router.cx.argmax(-1) == labels(fit["validation"], keep["validation"])["complexity"].numpy()).mean())
         print(f"== {variant}: validation agent {max(curves['val_agent_acc']):.3f}, complexity {val_cx:.3f}; "
               f"calibrated tier confidence {tau}")
 
