@@ -65,9 +65,11 @@ def main() -> None:
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+    from head_variants import score_line  # benchmarks/ is the script's folder, first on sys.path
+
     from ruvtrain_pipeline.core.catalog import Catalog
     from ruvtrain_pipeline.core.router import Router, _softmax
-    from ruvtrain_pipeline.core.tiers import calibrate_tier_confidence, routing_spec, tier_metrics
+    from ruvtrain_pipeline.core.tiers import calibrate_tier_confidence, routing_spec
 
     data = [Path(m) for m in args.member]
     members = [Router(d / "trained_adapter", tier_confidence=None) for d in data]
@@ -120,14 +122,7 @@ def main() -> None:
             router.use, m = name, sets[name]
             rs = router.route_embedded(m["texts"], np.zeros((len(m["texts"]), 1), np.float32), "hybrid",
                                        tier_confidence=tau)
-            line = (f"   {name:10s} agent {np.mean([r.agent_type == a for r, a in zip(rs, m['agent'], strict=True)]):.3f}"
-                    f" category {np.mean([r.agent == cat_of[a] for r, a in zip(rs, m['agent'], strict=True)]):.3f}")
-            if all(m["complexity"]):
-                t = tier_metrics([r.model for r in rs], m["model"], spec)
-                cx = np.mean([r.complexity == c for r, c in zip(rs, m["complexity"], strict=True)])
-                line += (f" complexity {cx:.3f} tier {t['tier_acc']:.3f} under-tier {t['under_tier_rate']:.3f}"
-                         f" saving {t['saving_vs_opus']:.3f}")
-            print(line, flush=True)
+            print(score_line(name, rs, m, cat_of, spec), flush=True)
 
 
 if __name__ == "__main__":

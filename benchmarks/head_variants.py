@@ -115,6 +115,22 @@ def build_cache(data: Path, cache: Path, peer_dir: Path) -> dict:
     return meta
 
 
+def score_line(name: str, routes: list, labels: dict, cat_of: dict, spec: dict) -> str:
+    """One set's figures: agent type and category accuracy, and with complexity labels, complexity and tier accuracy,
+    under-tiering and saving vs always-opus (labels: agent, complexity, model lists in the routes' order)."""
+    from ruvtrain_pipeline.core.tiers import tier_metrics
+
+    pairs = list(zip(routes, labels["agent"], strict=True))
+    line = (f"   {name:10s} agent {np.mean([r.agent_type == a for r, a in pairs]):.3f}"
+            f" category {np.mean([r.agent == cat_of[a] for r, a in pairs]):.3f}")
+    if all(labels["complexity"]):
+        t = tier_metrics([r.model for r in routes], labels["model"], spec)
+        cx = np.mean([r.complexity == c for r, c in zip(routes, labels["complexity"], strict=True)])
+        line += (f" complexity {cx:.3f} tier {t['tier_acc']:.3f} under-tier {t['under_tier_rate']:.3f}"
+                 f" saving {t['saving_vs_opus']:.3f}")
+    return line
+
+
 def augmentation_kinds(data: Path, split: str) -> np.ndarray:
     """Each row's augmentation kind (base, paraphrase, complexity, domain, noise), in the cache's row order."""
     import polars as pl
@@ -224,13 +240,8 @@ def main() -> None:
             if name not in meta:
                 continue
             rs, m = route(name, tau), meta[name]
-            line = (f"   {name:10s} agent {np.mean([r.agent_type == a for r, a in zip(rs, m['agent'], strict=True)]):.3f}"
-                    f" category {np.mean([r.agent == cat_of[a] for r, a in zip(rs, m['agent'], strict=True)]):.3f}")
+            line = score_line(name, rs, m, cat_of, spec)
             if all(m["complexity"]):
-                t = tier_metrics([r.model for r in rs], m["model"], spec)
-                cx = np.mean([r.complexity == c for r, c in zip(rs, m["complexity"], strict=True)])
-                line += (f" complexity {cx:.3f} tier {t['tier_acc']:.3f} under-tier {t['under_tier_rate']:.3f}"
-                         f" saving {t['saving_vs_opus']:.3f}")
                 if args.curve:
                     pts = []
                     for c in (0.7, 0.75, 0.8, 0.85, 0.9, 0.95):
