@@ -83,8 +83,11 @@ def main() -> None:
     cat_of = base.labels["agent_category"]
 
     def embeddings(i: int, name: str) -> np.ndarray:
-        weights = (data[i] / "trained_adapter" / "heads.safetensors").read_bytes()
-        key = hashlib.sha256(weights + "\n".join(sets[name]["texts"]).encode()).hexdigest()[:16]
+        digest = hashlib.sha256()  # the embeddings depend on the encoder's adapter weights and the texts
+        for f in sorted((data[i] / "trained_adapter" / "adapter").rglob("*")):
+            if f.is_file():
+                digest.update(f.name.encode() + f.read_bytes())
+        key = hashlib.sha256((digest.hexdigest() + "\n".join(sets[name]["texts"])).encode()).hexdigest()[:16]
         path = Path(args.cache) / f"{name}-{key}.npy"
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
