@@ -57,6 +57,21 @@ def load_sets(data: Path, peer_dir: Path, labels: dict) -> dict[str, dict]:
     return sets
 
 
+def cached_embeddings(data: Path, router, name: str, texts: list[str], cache: Path) -> np.ndarray:
+    """The router's embeddings of `texts`, cached in `cache` under a key of the encoder's adapter weights (what the
+    embeddings depend on) and the texts."""
+    digest = hashlib.sha256()
+    for f in sorted((data / "trained_adapter" / "adapter").rglob("*")):
+        if f.is_file():
+            digest.update(f.name.encode() + f.read_bytes())
+    key = hashlib.sha256((digest.hexdigest() + "\n".join(texts)).encode()).hexdigest()[:16]
+    path = cache / f"{name}-{key}.npy"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, router.embed(texts))
+    return np.load(path)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--member", action="append", required=True, help="data folder holding a trained_adapter")
@@ -82,19 +97,8 @@ def main() -> None:
     sets = load_sets(data[0], Path(args.peer_dir), base.labels)
     cat_of = base.labels["agent_category"]
 
-    def embeddings(i: int, name: str) -> np.ndarray:
-        digest = hashlib.sha256()  # the embeddings depend on the encoder's adapter weights and the texts
-        for f in sorted((data[i] / "trained_adapter" / "adapter").rglob("*")):
-            if f.is_file():
-                digest.update(f.name.encode() + f.read_bytes())
-        key = hashlib.sha256((digest.hexdigest() + "\n".join(sets[name]["texts"])).encode()).hexdigest()[:16]
-        path = Path(args.cache) / f"{name}-{key}.npy"
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            np.save(path, members[i].embed(sets[name]["texts"]))
-        return np.load(path)
-
-    emb = {(i, name): embeddings(i, name) for i in range(len(members)) for name in sets}
+    emb = {(i, name): cached_embeddings(data[i], members[i], name, sets[name]["texts"], Path(args.cache))
+           for i in range(len(members)) for name in sets}
 
     class Ensemble(Router):
         """Averages the chosen members' probabilities; `use` names the set whose cached embeddings to read."""

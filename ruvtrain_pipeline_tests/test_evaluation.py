@@ -184,3 +184,22 @@ def test_second_report_compares_with_the_previous_and_warns_on_regression(tiny_p
     evals = {e.check_name: e for e in result.get_asset_check_evaluations()}
     assert evals["no_regression"].passed is False and evals["no_regression"].severity.value == "WARN"
     assert "realistic.hybrid.agent_acc: 1.0000" in evals["no_regression"].metadata["problems"].value
+    # a test split drawn again (another dataset_splits) measures other requests: its figures are not compared
+    metrics = json.loads(mpath.read_text())
+    metrics["headline"]["test.hybrid.agent_acc"] = 1.0
+    mpath.write_text(json.dumps(metrics))
+    result = _materialize(data, cfg, assets=evaluation)
+    problems = {e.check_name: e for e in result.get_asset_check_evaluations()}["no_regression"].metadata["problems"]
+    assert "test.hybrid.agent_acc: 1.0000" in problems.value  # same splits: compared
+    rpath = data / "evaluation_report" / "results.json"
+    results = json.loads(rpath.read_text())
+    results["model"]["dataset_splits"] = "0" * 16
+    rpath.write_text(json.dumps(results))
+    metrics = json.loads(mpath.read_text())
+    metrics["headline"]["test.hybrid.agent_acc"] = 1.0
+    mpath.write_text(json.dumps(metrics))
+    result = _materialize(data, cfg, assets=evaluation)
+    evals = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert evals["no_regression"].passed is True  # only the test split got "worse", and it is not compared
+    assert "The test split is not compared: this report's dataset_splits" in (
+        data / "evaluation_report" / "report.md").read_text()

@@ -214,9 +214,14 @@ def test_calibrated_tier_policy_is_the_cheapest_that_meets_the_target(export_dir
 
     router = Router(export_dir, tier_confidence=None)
     policy = router.labels["tier_policy"]
-    assert policy["selected_on"] == "validation (with and without context)" and policy["tier_confidence"] in TIER_GRID
-    # the stored policy judged the upper bound of its under-tiering, not the observed rate
+    assert policy["selected_on"] == "validation (with and without context, each form on its own)"
+    assert policy["tier_confidence"] in TIER_GRID
+    # the stored policy judged the upper bound of its under-tiering, not the observed rate, and for each request form
+    # on its own: the largest of the two forms' bounds
     assert policy["confidence_level"] == 0.95 and policy["under_tier_upper_bound"] >= policy["under_tier_rate"]
+    forms = policy["groups"]
+    assert set(forms) == {"as written", "without context"} and sum(f["rows"] for f in forms.values()) == policy["rows"]
+    assert policy["under_tier_upper_bound"] == max(f["under_tier_upper_bound"] for f in forms.values())
     # recompute on a labelled set: the chosen confidence meets the target, the next cheaper one does not
     df = pl.read_ndjson(export_dir.parent / "dataset_splits" / "test.jsonl")
     texts = [request_text(i, c) for i, c in zip(df["input"], df["context"], strict=True)]
@@ -248,6 +253,27 @@ def test_calibrated_tier_policy_is_the_cheapest_that_meets_the_target(export_dir
     if got["met"]:
         assert got["under_tier_upper_bound"] == bound[got["tier_confidence"]] <= 0.2
         assert all(bound[t] > 0.2 for t in TIER_GRID if t < got["tier_confidence"])
+    # per group: the chosen confidence meets the target in every group, each cheaper one misses it in some group
+    halves = ["short" if len(t) < sorted(map(len, texts))[len(texts) // 2] else "long" for t in texts]
+
+    def group_rate(tau: float, g: str) -> float:
+        idx = [i for i, h in enumerate(halves) if h == g]
+        routed = [r.model or tiers[-1] for r in router.route_embedded([texts[i] for i in idx], emb[idx], "hybrid",
+                                                                       tier_confidence=tau)]
+        return sum(tiers.index(r) < tiers.index(expected[i]) for r, i in zip(routed, idx, strict=True)) / len(idx)
+
+    got = calibrate_tier_confidence(router, texts, emb, expected, routing, 0.05, groups=halves)
+    assert set(got["groups"]) == {"short", "long"} and sum(v["rows"] for v in got["groups"].values()) == len(texts)
+    for g, v in got["groups"].items():
+        assert v["under_tier_rate"] == round(group_rate(got["tier_confidence"], g), 4)
+    if got["met"]:
+        assert all(group_rate(got["tier_confidence"], g) <= 0.05 for g in ("short", "long"))
+        assert all(max(group_rate(t, g) for g in ("short", "long")) > 0.05
+                   for t in TIER_GRID if t < got["tier_confidence"])
+    whole = calibrate_tier_confidence(router, texts, emb, expected, routing, 0.05)
+    assert "groups" not in whole and whole["tier_confidence"] <= got["tier_confidence"]
+    with pytest.raises(ValueError, match="group names"):
+        calibrate_tier_confidence(router, texts, emb, expected, routing, 0.05, groups=halves[1:])
     with pytest.raises(ValueError, match="no labelled requests"):
         calibrate_tier_confidence(router, [], emb[:0], [], routing, 0.02)
 

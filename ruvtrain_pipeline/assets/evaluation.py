@@ -197,7 +197,20 @@ def evaluation_report(context: AssetExecutionContext, config: EvaluationConfig, 
     out_dir = storage.asset_dir("evaluation_report")
     previous_path = out_dir / "metrics.json"
     previous = json.loads(previous_path.read_text())["headline"] if previous_path.exists() else {}
-    regressed = ev.regressions(headline, previous, config.regression_margin)
+    # the generated test split is drawn again after a catalog or seed change: its figures then measure other
+    # requests (possibly templates the previous model trained on), so they are shown but not compared
+    splits_digest = dir_digest(storage.asset_dir("dataset_splits"))
+    previous_results = out_dir / "results.json"
+    previous_splits = (json.loads(previous_results.read_text()).get("model", {}).get("dataset_splits")
+                       if previous and previous_results.exists() else None)
+    test_comparable = previous_splits == splits_digest
+    regression_note = ("" if test_comparable else
+                       f". The test split is not compared: this report's dataset_splits ({splits_digest}) are not "
+                       f"the previous report's ({previous_splits or 'not recorded'}), so its test rows are other "
+                       "requests.")
+    regressed = ev.regressions(headline, previous if test_comparable else
+                               {k: v for k, v in previous.items() if not k.startswith("test.")},
+                               config.regression_margin)
 
     # label reliability: a blind second annotation of the goal sets, scored against their labels like a router
     second: dict[str, dict] = {}
@@ -240,7 +253,7 @@ def evaluation_report(context: AssetExecutionContext, config: EvaluationConfig, 
 
         sections = _sections(Section, results, goal_rows, hn, latency, headline, previous, regressed, notes, sets,
                              adapter_meta, agent_labels, tradeoff, torch_router.tier_confidence,
-                             torch_router.labels.get("tier_policy"))
+                             torch_router.labels.get("tier_policy"), regression_note)
         sections[-1:-1] = _lifecycle_sections(Section, robustness, ab, agent_labels)
         for s in sections:
             s.images = [i for i in images if _image_section(i) == s.title]
@@ -259,7 +272,7 @@ def evaluation_report(context: AssetExecutionContext, config: EvaluationConfig, 
                    "previous_headline": previous,
                    "sets": {s.name: {"n": len(s), "source": s.source} for s in sets},
                    "robustness": robustness, "ab": ab,
-                   "model": {"gguf_export": dir_digest(export_dir),
+                   "model": {"dataset_splits": splits_digest, "gguf_export": dir_digest(export_dir),
                              "trained_adapter": dir_digest(storage.asset_dir("trained_adapter")),
                              "trained_adapter_data_versions": adapter_meta.get("data_versions", {})}}
         (tmp / "results.json").write_text(json.dumps(details, indent=2, sort_keys=True) + "\n", encoding="utf-8")
@@ -336,7 +349,7 @@ def _image_section(name: str) -> str:
 
 
 def _sections(Section, results, goal_rows, hn, latency, headline, previous, regressed, notes, sets, adapter_meta,
-              agent_labels, tradeoff, default_tau, tier_policy=None) -> list:
+              agent_labels, tradeoff, default_tau, tier_policy=None, regression_note: str = "") -> list:
     head_rows = []
     for s in sets:
         m = results[s.name]["hybrid"]
@@ -397,7 +410,8 @@ def _sections(Section, results, goal_rows, hn, latency, headline, previous, regr
         keys = [k for k in sorted(headline) if k in previous and ".hybrid." in k]
         sections.append(Section(
             "Regression vs the previous report",
-            "Regressed beyond the margin: " + ("; ".join(regressed) if regressed else "none"),
+            "Regressed beyond the margin: " + ("; ".join(regressed) if regressed else "none")
+            + regression_note,
             ["metric", "previous", "now", "delta"],
             [[k, previous[k], headline[k], round(headline[k] - previous[k], 4)] for k in keys]))
     else:
@@ -512,7 +526,9 @@ def _policy_origin(policy: dict | None) -> str:
     bound = (f"its one-sided {policy['confidence_level']} upper bound" if policy.get("confidence_level", 0.5) > 0.5
              else "the observed rate")
     figures = (f"there {policy['under_tier_rate']}"
-               + (f", bound {policy['under_tier_upper_bound']}" if "under_tier_upper_bound" in policy else ""))
+               + (f", bound {policy['under_tier_upper_bound']}" if "under_tier_upper_bound" in policy else "")
+               + "".join(f"; {g}: {v['under_tier_rate']}, bound {v['under_tier_upper_bound']} ({v['rows']} routes)"
+                         for g, v in (policy.get("groups") or {}).items()))
     if policy.get("met"):
         return (f"calibrated at training time: the cheapest confidence whose under-tiering on {where}, {bound}, is "
                 f"<= max_under_tier_rate {policy['max_under_tier_rate']} ({figures})")

@@ -90,6 +90,11 @@ class TrainConfig(Config):
         description="The under-tiering compared with max_under_tier_rate is its one-sided Wilson upper bound at this "
                     "level (0.5 = the observed rate): the cheapest confidence that only just meets the target on "
                     "validation under-tiers more on new requests.")
+    under_tier_each_form: bool = Field(
+        default=True,
+        description="The under-tiering target must hold for each request form on its own (validation requests as "
+                    "written, with their context, and without it), not only for the mix of both: the served mix "
+                    "is unknown, and requests without context are the harder ones for the complexity head.")
     seed: int = 42
 
 
@@ -198,7 +203,7 @@ def trained_adapter(
         sizes = save_trained(result, tmp, catalog, provenance)
         policy = _calibrate_tier_policy(tmp, base_model, encoder.device, examples["validation"], catalog,
                                         config.max_under_tier_rate, config.under_tier_tolerance,
-                                        config.under_tier_confidence_level)
+                                        config.under_tier_confidence_level, config.under_tier_each_form)
         context.log.info("tier policy calibrated on validation: "
                          f"{ {k: v for k, v in policy.items() if k != 'curve'} }")
 
@@ -245,11 +250,13 @@ def trained_adapter(
 
 
 def _calibrate_tier_policy(router_dir, base_model: str, device: str, validation: pl.DataFrame, catalog: Catalog,
-                           max_under_tier_rate: float, tolerance: float, confidence_level: float) -> dict:
+                           max_under_tier_rate: float, tolerance: float, confidence_level: float,
+                           each_form: bool = True) -> dict:
     """Route the validation split with the freshly saved router (hybrid, as served) and store in its labels.json the
     cheapest tier confidence whose validation under-tiering (its one-sided upper bound at `confidence_level`) is at
     most `max_under_tier_rate` (router.py `auto`). Requests arrive with or without their context, so every validation
-    row that has one is routed both ways (the shorter bare form is the harder one for the complexity head)."""
+    row that has one is routed both ways (the shorter bare form is the harder one for the complexity head); with
+    `each_form` the target holds for each of the two forms on its own."""
     from ..core.router import Router, request_text
     from ..core.tiers import calibrate_tier_confidence, routing_spec
     from ..core.train.trainer import flatten_examples, resolve_device
@@ -259,10 +266,13 @@ def _calibrate_tier_policy(router_dir, base_model: str, device: str, validation:
     rows = list(zip(val["input"].to_list(), val["context"].to_list(), val["expected_model"].to_list(), strict=True))
     texts = [request_text(i, c) for i, c, _ in rows] + [i for i, c, _ in rows if c and c.strip()]
     expected = [m for _, _, m in rows] + [m for _, c, m in rows if c and c.strip()]
+    forms = ["as written"] * len(rows) + ["without context"] * (len(texts) - len(rows))
     policy = calibrate_tier_confidence(router, texts, router.embed(texts), expected, routing_spec(catalog),
-                                       max_under_tier_rate, tolerance, confidence_level=confidence_level)
+                                       max_under_tier_rate, tolerance, confidence_level=confidence_level,
+                                       groups=forms if each_form else None)
     labels_file = router_dir / "labels.json"
     labels = json.loads(labels_file.read_text(encoding="utf-8"))
-    labels["tier_policy"] = {**policy, "selected_on": "validation (with and without context)"}
+    labels["tier_policy"] = {**policy, "selected_on": "validation (with and without context"
+                                                      + (", each form on its own)" if each_form else ")")}
     labels_file.write_text(json.dumps(labels, indent=2) + "\n", encoding="utf-8")
     return policy

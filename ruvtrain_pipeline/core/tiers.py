@@ -72,20 +72,37 @@ def under_tier_upper_bound(rate: float, n: int, confidence_level: float) -> floa
 def calibrate_tier_confidence(router: Any, texts: Sequence[str], emb: np.ndarray, expected: Sequence[str],
                               routing: dict, max_under_tier_rate: float, tolerance: float = 0.005,
                               mode: str = "hybrid", grid: Sequence[float] = TIER_GRID,
-                              confidence_level: float = 0.5) -> dict[str, Any]:
+                              confidence_level: float = 0.5, groups: Sequence[str] | None = None) -> dict[str, Any]:
     """The cheapest tier policy whose under-tiering on a labelled set (the validation split) is at most the target:
     the lowest confidence of `grid` whose under-tiering, or with `confidence_level` > 0.5 its one-sided upper bound
     (`under_tier_upper_bound`: the lowest confidence that only just meets the target on one sample under-tiers more
-    on the next), is at most the target. When no confidence meets it (requests routed to a wrong agent type with
-    certainty are under-tiered at any confidence), the lowest one within `tolerance` of the smallest bound the grid
-    reaches (`met: false`): paying for opus everywhere would not remove that floor. Returns the policy, its figures
-    on that set and the whole curve ([confidence, under-tier, tier acc, saving, under-tier upper bound])."""
+    on the next), is at most the target. With `groups` (one name per request, e.g. the request form: with or without
+    its context), the target holds for every group on its own: the bound compared is the largest of the groups'
+    bounds, so the policy does not lean on a mix of easy and hard requests whose proportions are arbitrary. When no
+    confidence meets it (requests routed to a wrong agent type with certainty are under-tiered at any confidence),
+    the lowest one within `tolerance` of the smallest bound the grid reaches (`met: false`): paying for opus
+    everywhere would not remove that floor. Returns the policy, its figures on that set (per group too) and the
+    whole curve ([confidence, under-tier, tier acc, saving, under-tier upper bound])."""
     if not len(texts):
         raise ValueError("calibrate_tier_confidence: no labelled requests")
+    if groups is not None and len(groups) != len(texts):
+        raise ValueError(f"calibrate_tier_confidence: {len(groups)} group names for {len(texts)} requests")
     n = len(texts)
-    curve = [[tau, t["under_tier_rate"], t["tier_acc"], t["saving_vs_opus"],
-              round(under_tier_upper_bound(t["under_tier_rate"], n, confidence_level), 4)]
-             for tau, t in tier_curve(router, texts, emb, expected, routing, grid, mode)]
+    members = {g: [i for i, x in enumerate(groups) if x == g] for g in dict.fromkeys(groups)} if groups else {}
+    curve, per_group = [], {}
+    for tau in grid:
+        routed = [r.model for r in router.route_embedded(texts, emb, mode, tier_confidence=tau)]
+        t = tier_metrics(routed, expected, routing)
+        bound = under_tier_upper_bound(t["under_tier_rate"], n, confidence_level)
+        per_group[tau] = {}
+        for g, idx in members.items():
+            rate = tier_metrics([routed[i] for i in idx], [expected[i] for i in idx], routing)["under_tier_rate"]
+            per_group[tau][g] = {"rows": len(idx), "under_tier_rate": rate,
+                                 "under_tier_upper_bound": round(under_tier_upper_bound(rate, len(idx),
+                                                                                        confidence_level), 4)}
+        if members:
+            bound = max(v["under_tier_upper_bound"] for v in per_group[tau].values())
+        curve.append([tau, t["under_tier_rate"], t["tier_acc"], t["saving_vs_opus"], round(bound, 4)])
     met = [row for row in curve if row[4] <= max_under_tier_rate]
     if met:
         chosen = met[0]
@@ -95,4 +112,4 @@ def calibrate_tier_confidence(router: Any, texts: Sequence[str], emb: np.ndarray
     return {"tier_confidence": chosen[0], "under_tier_rate": chosen[1], "tier_acc": chosen[2],
             "saving_vs_opus": chosen[3], "under_tier_upper_bound": chosen[4], "confidence_level": confidence_level,
             "max_under_tier_rate": max_under_tier_rate, "met": bool(met), "tolerance": tolerance, "rows": n,
-            "mode": mode, "curve": curve}
+            **({"groups": per_group[chosen[0]]} if members else {}), "mode": mode, "curve": curve}
