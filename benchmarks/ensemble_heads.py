@@ -1,8 +1,8 @@
 """Experiment: an ensemble of trained adapters. Each member routes with its own shipped heads; the ensemble averages
 the members' agent-type and complexity probabilities, calibrates its tier confidence on validation exactly as
-trained_adapter does, and is scored on the test split, the realistic set and the peer sets beside every member alone.
-An experiment record, not part of the pipeline: it answers "would N adapters (N encoder passes per request) route
-better than one?" from adapters that are already trained.
+trained_adapter does (each request form on its own), and is scored on the test split, the realistic set and the
+peer sets beside every member alone. An experiment record, not part of the pipeline: it answers "would N
+adapters (N encoder passes per request) route better than one?" from adapters that are already trained.
 
 Members are data folders that hold a `trained_adapter` (e.g. `data`, or a scratch RUVTRAIN_DATA_DIR that
 materialized trained_adapter with another seed). Validation and test come from the first member's
@@ -76,6 +76,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--member", action="append", required=True, help="data folder holding a trained_adapter")
     ap.add_argument("--cache", default=".cache/ensemble")
+    ap.add_argument("--keywords", default=None, help="keyword rules file (default: the catalog's keywords.yaml); "
+                    "e.g. an earlier commit's, to score a router trained before the rules were re-derived")
     ap.add_argument("--peer-dir", default=DEFAULT_PEER_DIR, help="read-only peer test cases (skipped if absent)")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -87,7 +89,8 @@ def main() -> None:
     from ruvtrain_pipeline.core.tiers import calibrate_tier_confidence, routing_spec
 
     data = [Path(m) for m in args.member]
-    members = [Router(d / "trained_adapter", tier_confidence=None) for d in data]
+    kw = {"keywords": args.keywords} if args.keywords else {}
+    members = [Router(d / "trained_adapter", tier_confidence=None, **kw) for d in data]
     base = members[0]
     for d, m in zip(data, members, strict=True):
         if m.labels["agent_types"] != base.labels["agent_types"] or m.labels["complexities"] != base.labels[
@@ -119,8 +122,10 @@ def main() -> None:
         router.picked, router.use = picked, "validation"
         val = sets["validation"]
         dummy = np.zeros((len(val["texts"]), 1), np.float32)
+        half = len(val["texts"]) // 2  # load_sets: every row as written, then every row without its context
         policy = calibrate_tier_confidence(router, val["texts"], dummy, val["model"], spec, 0.02, 0.005,
-                                           confidence_level=0.95)
+                                           confidence_level=0.95,
+                                           groups=["as written"] * half + ["without context"] * half)
         tau = policy["tier_confidence"]
         print(f"== {' + '.join(str(data[i]) for i in picked)}: calibrated tier confidence {tau}", flush=True)
         for name in ("test", "realistic", "peer96", "peer20"):

@@ -57,15 +57,17 @@ def main() -> None:
         s = sets[name]
         return [r.model for r in router.route_embedded(s["texts"], emb[name], "hybrid", tier_confidence=tau)]
 
-    typed = [n for n in ("realistic", "peer96", "peer20") if n in sets]
+    typed = [n for n in ("realistic", "peer96", "peer20")  # peer20 has no complexity labels, so no tier
+             if n in sets and all(sets[n]["model"])]
     print(f"{data}: {len(ids)} validation templates, {len(templates)} validation requests "
-          f"(stored tier confidence {router.labels.get('tier_policy', {}).get('tier_confidence')})")
+          f"(stored tier confidence {router.labels.get('tier_policy', {}).get('tier_confidence')}, in the grid)")
     print("| confidence | validation under-tier: both forms / as written / without context | Wilson bound of the mix"
           " | larger form bound | template bootstrap bound | "
           + " | ".join(f"{n} under-tier / saving / tier acc" for n in typed) + " |")
     print("|---:|---|---:|---:|---:|" + "---|" * len(typed))
     top = spec["tier_order"][-1]
-    for tau in GRID:
+    stored = router.labels.get("tier_policy", {}).get("tier_confidence")
+    for tau in sorted(set(GRID) | ({stored} if stored else set())):
         under = np.array([order[m or top] < order[e] for m, e in
                           zip(routed("validation", tau), sets["validation"]["model"], strict=True)], float)
         boot = np.bincount(group, weights=under, minlength=len(ids))[draws].sum(1) / size
