@@ -77,7 +77,7 @@ def use_heads(router, heads) -> None:
     router._cx_w, router._cx_b = heads.complexity.weight.detach().numpy(), heads.complexity.bias.detach().numpy()
 
 
-def build_cache(data: Path, cache: Path, peer_dir: Path) -> dict:
+def build_cache(data: Path, cache: Path, peer_dir: Path, short: bool = True) -> dict:
     import polars as pl
 
     from ruvtrain_pipeline.core.catalog import CATALOG_DIR
@@ -101,7 +101,7 @@ def build_cache(data: Path, cache: Path, peer_dir: Path) -> dict:
         labels = (df["agent_type"].to_list(), df["complexity"].to_list(), df["expected_model"].to_list())
         put(f"{split}_full", [request_text(i, c) for i, c in zip(df["input"], df["context"], strict=True)], *labels)
         put(f"{split}_bare", df["input"].to_list(), *labels)
-        if split != "test":
+        if split != "test" and short:  # only the 'short' variant reads them
             put(f"{split}_short", [terse(t) for t in df["input"].to_list()], *labels)
     lab = router.labels
     routing = {"table": lab["routing_table"]}
@@ -158,7 +158,9 @@ def main() -> None:
     from ruvtrain_pipeline.core.train.heads import RoutingHeads, fit_heads
 
     data, cache = Path(args.data), Path(args.cache)
-    meta = build_cache(data, cache, Path(args.peer_dir))
+    meta = build_cache(data, cache, Path(args.peer_dir), short="short" in args.variants.split(","))
+    if "short" in args.variants.split(",") and "train_short" not in meta:
+        ap.error(f"{cache} was built without the short forms: give another --cache for the 'short' variant")
     emb = {k: np.load(cache / f"{k}.npy") for k in meta}
     base = Router(data / "trained_adapter", tier_confidence=None)
     agents, cxs, cat_of = base.labels["agent_types"], base.labels["complexities"], base.labels["agent_category"]
@@ -217,8 +219,12 @@ def main() -> None:
             val_texts = [t for t, k in zip(val_texts, kv, strict=True) if k]
             val_models = [m for m, k in zip(val_models, kv, strict=True) if k]
             val_emb = val_emb[kv]
+        val_forms = [f for n in fit["validation"] for f in [n.split("_", 1)[1]] * len(meta[n]["texts"])]
+        if keep["validation"] is not None:
+            val_forms = [f for f, k in zip(val_forms, keep["validation"], strict=True) if k]
+        # each request form on its own, as trained_adapter calibrates (under_tier_each_form)
         policy = calibrate_tier_confidence(router, val_texts, val_emb, val_models, spec, 0.02, 0.005,
-                                           confidence_level=0.95)
+                                           confidence_level=0.95, groups=val_forms)
         tau = policy["tier_confidence"]
         if variant == "trval":
             # selection done (L2 per head, tier confidence): refit each head with its chosen L2 on train + validation

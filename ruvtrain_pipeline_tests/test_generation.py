@@ -49,6 +49,30 @@ def test_same_seed_same_bytes_other_seed_differs(tiny_catalog, tmp_path):
     assert paths[0] != paths[2]
 
 
+def test_cover_templates_uses_every_template_when_the_quota_covers_its_stratum():
+    """With cover_templates, templates are taken round-robin within a stratum: with the shipped catalog (at most 33
+    templates per agent type and complexity) and the default 100 examples per agent type (33 or 34 per stratum),
+    every template renders at least once. The default weighted draw leaves a seed-dependent share out."""
+    from ruvtrain_pipeline.core.catalog import CATALOG_DIR
+
+    catalog = load_catalog(CATALOG_DIR)
+    ct = compile_templates(catalog)
+    per_stratum = {}
+    for t in catalog.templates:
+        per_stratum.setdefault((t.agent_type, t.complexity), []).append(t.id)
+    assert max(len(v) for v in per_stratum.values()) <= 33  # the premise: the default quota covers every stratum
+    used = {}
+    for seed in (42, 7):
+        df = generate_base_examples(ct, 100, np.random.default_rng(seed), cover_templates=True)
+        assert df["template_id"].n_unique() == len(catalog.templates)
+        uses = df["template_id"].value_counts()["count"]
+        assert uses.max() <= 2  # no template is used twice before every template of its stratum is used once
+        weighted = generate_base_examples(ct, 100, np.random.default_rng(seed))
+        used[seed] = set(weighted["template_id"])
+        assert weighted.height == df.height and len(used[seed]) < 0.8 * len(catalog.templates)
+    assert used[42] != used[7]
+
+
 def test_exhausted_template_space_is_a_clear_error(tiny_catalog):
     with pytest.raises(GenerationError, match=r"agent type '.*', complexity '.*' .* cannot produce .* distinct inputs"):
         _base(tiny_catalog, 3_000_000)

@@ -266,12 +266,17 @@ def _raise_exhausted(cat: Catalog, key: tuple[int, int], pool: np.ndarray, space
 
 
 def generate_base_examples(
-    ct: CompiledTemplates, examples_per_agent: int, rng: np.random.Generator, *, max_rounds: int = 30
+    ct: CompiledTemplates, examples_per_agent: int, rng: np.random.Generator, *, max_rounds: int = 30,
+    cover_templates: bool = False,
 ) -> pl.DataFrame:
     """`examples_per_agent` distinct examples per agent type, balanced over complexities and templates.
 
-    Rows are sampled per (agent type, complexity) stratum, round-robin over that stratum's templates, with fresh
-    slot draws until every stratum has its quota of distinct inputs. Raises GenerationError naming the stratum when
+    Rows are sampled per (agent type, complexity) stratum: templates drawn with replacement, weighted by their
+    remaining distinct inputs (capped at twice their fair share), with fresh slot draws until every stratum has its
+    quota of distinct inputs. At a quota near the stratum's template count that leaves about a third of the templates
+    unused, a different third for each seed. With `cover_templates` the first draw is round-robin instead: every
+    template of the stratum once, in seeded order, before any twice (all templates used when the quota covers
+    them). Raises GenerationError naming the stratum when
     the templates cannot produce that many distinct inputs.
     """
     cat = ct.catalog
@@ -332,6 +337,11 @@ def generate_base_examples(
             if weight.sum() <= 0:
                 continue
             draw = int(np.ceil(w * factor)) + 1
+            if round_no == 0 and cover_templates:
+                live = pool[remaining >= 1]
+                laps = -(-draw // max(len(live), 1))
+                tmpl_parts.append(np.concatenate([rng.permutation(live) for _ in range(laps)])[:draw])
+                continue
             tmpl_parts.append(rng.choice(pool, size=draw, p=weight / weight.sum()))
         if not tmpl_parts:
             break
