@@ -55,7 +55,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         ct = compile_templates(catalog)
         steps.update()
         rng = np.random.default_rng(args.seed)
-        base = generate_base_examples(ct, args.examples_per_agent, rng)
+        base = generate_base_examples(ct, args.examples_per_agent, rng, cover_templates=args.cover_templates)
         steps.update()
         result = augment_examples(base, ct, data, AugmentSettings(paraphrases_per_example=args.paraphrases), rng)
         steps.update()
@@ -236,6 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("generate", help="generate the split dataset without Dagster")
     p.add_argument("--out", required=True)
     p.add_argument("--examples-per-agent", type=int, default=100)
+    p.add_argument("--cover-templates", action="store_true",
+                   help="draw each stratum's templates round-robin (every template used once before any twice)")
     p.add_argument("--paraphrases", type=int, default=2)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--catalog", default="")
