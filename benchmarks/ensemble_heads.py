@@ -61,8 +61,8 @@ def cached_embeddings(data: Path, router, name: str, texts: list[str], cache: Pa
     """The router's embeddings of `texts`, cached in `cache` under a key of the encoder's adapter weights (what the
     embeddings depend on) and the texts."""
     digest = hashlib.sha256()
-    for f in sorted((data / "trained_adapter" / "adapter").rglob("*")):
-        if f.is_file():
+    for f in sorted((data / "trained_adapter").rglob("*")):
+        if f.is_file() and "adapter" in f.relative_to(data / "trained_adapter").parts:  # every member's
             digest.update(f.name.encode() + f.read_bytes())
     key = hashlib.sha256((digest.hexdigest() + "\n".join(texts)).encode()).hexdigest()[:16]
     path = cache / f"{name}-{key}.npy"

@@ -274,6 +274,7 @@ def evaluation_report(context: AssetExecutionContext, config: EvaluationConfig, 
                    "robustness": robustness, "ab": ab,
                    "model": {"dataset_splits": splits_digest, "gguf_export": dir_digest(export_dir),
                              "trained_adapter": dir_digest(storage.asset_dir("trained_adapter")),
+                             "members": torch_router.members,
                              "trained_adapter_data_versions": adapter_meta.get("data_versions", {})}}
         (tmp / "results.json").write_text(json.dumps(details, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
@@ -356,9 +357,13 @@ def _sections(Section, results, goal_rows, hn, latency, headline, previous, regr
         head_rows.append([s.name, m["n"], m["agent_acc"], m["category_acc"], m["agent_macro_f1"],
                           m.get("complexity_acc"), m.get("tier_acc"), m.get("under_tier_rate"),
                           m.get("saving_vs_opus"), m.get("oracle_saving_vs_opus")])
+    members = (adapter_meta.get("training_config") or {}).get("members", 1)
     sections = [Section(
         "Headline",
-        "Hybrid router (keyword rules first, embedding heads otherwise), torch backend, on held-out sets only. "
+        "Hybrid router (keyword rules first, embedding heads otherwise), torch backend"
+        + (f", {members} members (training seeds {adapter_meta.get('seed')} to "
+           f"{adapter_meta.get('seed', 0) + members - 1}, probabilities averaged)" if members > 1 else "")
+        + ", on held-out sets only. "
         "Tier metrics need a complexity label (peer20 has none). Cost at the catalog's typical request size.",
         ["set", "n", "agent acc (13)", "category acc (5)", "agent macro-F1", "complexity acc", "tier acc",
          "under-tier", "saving vs opus", "oracle saving"], head_rows)]

@@ -59,7 +59,7 @@ def gguf_export(
         write_lora_gguf,
         write_sidecar,
     )
-    from ..core.router import Router
+    from ..core.router import Router, load_heads, member_dir, member_gguf
 
     bad = [q for q in [*config.quantizations, config.base_quantization] if q not in QUANT]
     if bad:
@@ -67,69 +67,82 @@ def gguf_export(
     router_dir = storage.asset_dir("trained_adapter")
     storage.require("trained_adapter", "heads.safetensors")
     base_dir = Path(encoder.resolved_path())
-    weights = merged_bert_weights(base_dir, router_dir / "adapter")
+    torch_router = Router(router_dir, base_model=str(base_dir))
+    load_heads(router_dir)  # every member complete, before any file is written
+    members = torch_router.members
+    adapters = [member_dir(router_dir, i) / "adapter" for i in range(members)]
     n_layers = json.loads((base_dir / "config.json").read_text())["num_hidden_layers"]
     trained_on = (json.loads((router_dir / "metadata.json").read_text(encoding="utf-8")).get("data_versions")
                   or {}).get("dataset_splits")
     # dataset_splits: the promotion gate compares a champion and a challenger on the test split only when both were
     # trained on the same splits (a redrawn test split may hold templates the champion trained on)
     provenance = {"trained_adapter": dir_digest(router_dir), "base_model": str(base_dir),
-                  "quantizations": config.quantizations, "dataset_splits": trained_on}
+                  "quantizations": config.quantizations, "dataset_splits": trained_on,
+                  **({"members": members} if members > 1 else {})}
     out_dir = storage.asset_dir("gguf_export")
     problems: list[str] = []
     meta: dict = {}
+    texts = pl.read_parquet(storage.require("dataset_splits", "data/test.parquet"))["input"].to_list()
+    texts = texts[: config.verify_texts]
     with atomic_dir(out_dir) as tmp:
-        files = {}
-        for q in config.quantizations:
-            files[q] = write_bert_gguf(base_dir, weights, tmp / f"router-encoder-{q}.gguf", q)
         base_gguf = write_bert_gguf(base_dir, merged_bert_weights(base_dir, None),
                                     tmp / f"router-base-{config.base_quantization}.gguf", config.base_quantization,
                                     name="ruvtrain-router-base")
-        lora_gguf = write_lora_gguf(router_dir / "adapter", tmp / "router-lora.gguf", n_layers)
         write_sidecar(router_dir, tmp / "router-sidecar.gguf", provenance)
-        # the safetensors adapter too, so the export folder serves the torch backend as well
-        shutil.copytree(router_dir / "adapter", tmp / "adapter")
-        # round trip: every tensor and the keys llama.cpp needs, read back by an independent reader
-        want = expected_shapes(weights, n_layers)
-        for path in [*files.values(), base_gguf]:
-            shapes, keys = read_back(path)
-            if shapes != want:
-                problems.append(f"{path.name}: tensors read back differ from the model "
-                                f"({len(set(shapes) ^ set(want))} names differ)")
-            for key in ("general.architecture", "bert.block_count", "bert.pooling_type", "tokenizer.ggml.model",
-                        "tokenizer.ggml.tokens"):
-                if key not in keys:
-                    problems.append(f"{path.name}: key {key} missing")
-        lora_want = {k: tuple(v.shape) for k, v in lora_tensors(router_dir / "adapter", n_layers)[0].items()}
-        lora_shapes, lora_keys = read_back(lora_gguf)
-        if lora_shapes != lora_want:
-            problems.append(f"{lora_gguf.name}: LoRA tensors read back differ ({len(set(lora_shapes) ^ set(lora_want))})")
-        for key in ("general.type", "adapter.type", "adapter.lora.alpha"):
-            if key not in lora_keys:
-                problems.append(f"{lora_gguf.name}: key {key} missing")
         side_shapes, side_keys = read_back(tmp / "router-sidecar.gguf")
         if "prototypes" not in side_shapes or "ruvtrain.labels" not in side_keys:
             problems.append("router-sidecar.gguf: prototypes or labels missing")
-        # llama.cpp itself: embeddings of held-out requests must match the torch model
-        texts = pl.read_parquet(storage.require("dataset_splits", "data/test.parquet"))["input"].to_list()
-        texts = texts[: config.verify_texts]
-        torch_router = Router(router_dir, base_model=str(base_dir))
-        reference = torch_router.embed(texts)
         try:
             import llama_cpp  # noqa: F401
         except ImportError:
             problems.append("llama-cpp-python is not installed: the export cannot be verified by llama.cpp")
-        else:
+            llama_cpp = None
+        # each member (router.py): its encoder in every quantization, its LoRA over the base GGUF, and its
+        # safetensors adapter too, so the export folder serves the torch backend as well
+        member_encoders = torch_router.encoder.encoders if members > 1 else [torch_router.encoder]
+        for i, adapter in enumerate(adapters):
+            weights = merged_bert_weights(base_dir, adapter)
+            files = {q: write_bert_gguf(base_dir, weights, tmp / member_gguf(i, "router-encoder", q), q)
+                     for q in config.quantizations}
+            lora_gguf = write_lora_gguf(adapter, tmp / member_gguf(i, "router-lora"), n_layers)
+            shutil.copytree(adapter, member_dir(tmp, i) / "adapter")
+            # round trip: every tensor and the keys llama.cpp needs, read back by an independent reader
+            want = expected_shapes(weights, n_layers)
+            for path in [*files.values(), *([base_gguf] if i == 0 else [])]:
+                shapes, keys = read_back(path)
+                if shapes != want:
+                    problems.append(f"{path.name}: tensors read back differ from the model "
+                                    f"({len(set(shapes) ^ set(want))} names differ)")
+                for key in ("general.architecture", "bert.block_count", "bert.pooling_type", "tokenizer.ggml.model",
+                            "tokenizer.ggml.tokens"):
+                    if key not in keys:
+                        problems.append(f"{path.name}: key {key} missing")
+            lora_want = {k: tuple(v.shape) for k, v in lora_tensors(adapter, n_layers)[0].items()}
+            lora_shapes, lora_keys = read_back(lora_gguf)
+            if lora_shapes != lora_want:
+                problems.append(f"{lora_gguf.name}: LoRA tensors read back differ "
+                                f"({len(set(lora_shapes) ^ set(lora_want))})")
+            for key in ("general.type", "adapter.type", "adapter.lora.alpha"):
+                if key not in lora_keys:
+                    problems.append(f"{lora_gguf.name}: key {key} missing")
+            if llama_cpp is None:
+                continue
+            # llama.cpp itself: embeddings of held-out requests must match the torch model (member i's encoder);
+            # member 0's figures keep the single-member names, member i's carry _m<i>
+            reference = member_encoders[i].embed(texts)
             checks = {q: (path, None) for q, path in files.items()} | {"lora": (base_gguf, lora_gguf)}
             for q, (path, lora) in checks.items():
                 cos = llamacpp_cosines(path, texts, reference, lora_path=lora)
-                meta[f"cosine_min_{q}"] = round(float(cos.min()), 6)
-                meta[f"cosine_mean_{q}"] = round(float(cos.mean()), 6)
+                tag = f"{q}_m{i}" if i else q
+                meta[f"cosine_min_{tag}"] = round(float(cos.min()), 6)
+                meta[f"cosine_mean_{tag}"] = round(float(cos.mean()), 6)
                 floor = MIN_COSINE["f32" if q == "lora" else q]
                 if cos.min() < floor:
                     problems.append(f"{path.name}{' + ' + lora.name if lora else ''}: llama.cpp cosine min "
                                     f"{cos.min():.5f} < {floor}")
-            meta |= _validation_accuracy(storage, tmp, torch_router, list(files), config.score_validation)
+        if llama_cpp is not None:
+            meta |= _validation_accuracy(storage, tmp, torch_router, list(config.quantizations),
+                                         config.score_validation)
         sizes = {p.name: p.stat().st_size for p in tmp.iterdir() if p.is_file()}
         (tmp / "export.json").write_text(json.dumps({"provenance": provenance, "sizes": sizes, **meta}, indent=2,
                                                     sort_keys=True) + "\n", encoding="utf-8")

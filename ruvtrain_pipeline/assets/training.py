@@ -96,6 +96,9 @@ class TrainConfig(Config):
                     "written, with their context, and without it), not only for the mix of both: the served mix "
                     "is unknown, and requests without context are the harder ones for the complexity head.")
     seed: int = 42
+    members: int = Field(default=1, ge=1, le=8, description="Adapters trained on the same data with seeds seed, "
+                         "seed + 1, ...; the router averages their heads' probabilities (one encoder pass per "
+                         "member and request, and members times the training time).")
 
 
 def _claude_judgments(context, config: TrainConfig, catalog: Catalog, train: pl.DataFrame,
@@ -169,6 +172,12 @@ def trained_adapter(
         raise ValueError(f"trained_adapter.grpo_judge '{config.grpo_judge}' must be 'labels' or 'claude'")
     result = train_router(base_model, examples, triplets, catalog, settings, progress=context.log.info,
                           judged=judged)
+    members = []
+    for i in range(1, config.members):
+        context.log.info(f"member {i} of {config.members}: training seed {config.seed + i}")
+        members.append(train_router(base_model, examples, triplets, catalog,
+                                    dataclasses.replace(settings, seed=config.seed + i), progress=context.log.info,
+                                    judged=judged))
     m = result.metrics
 
     peer = load_peer_cases(config.peer_benchmark_dir)
@@ -200,20 +209,30 @@ def trained_adapter(
     }
     out_dir = storage.asset_dir("trained_adapter")
     with atomic_dir(out_dir) as tmp:
-        sizes = save_trained(result, tmp, catalog, provenance)
+        sizes = save_trained(result, tmp, catalog, provenance, members)
         policy = _calibrate_tier_policy(tmp, base_model, encoder.device, examples["validation"], catalog,
                                         config.max_under_tier_rate, config.under_tier_tolerance,
                                         config.under_tier_confidence_level, config.under_tier_each_form)
         context.log.info("tier policy calibrated on validation: "
                          f"{ {k: v for k, v in policy.items() if k != 'curve'} }")
+        if members and peer is not None:
+            m |= _members_peer_accuracy(tmp, base_model, encoder.device, peer, catalog)
 
+    # `m` holds member 0's figures; the router as served averages every member, so its validation accuracy (the
+    # calibration pass's, embedding heads, requests as written) is the one the quality check reads
+    val_acc = m["validation_agent_acc"]
+    if members:
+        val_acc = policy["validation_agent_acc"]
+        m["members_validation_agent_acc"] = val_acc
+        for i, x in enumerate(members, start=1):
+            m[f"member{i}_validation_agent_acc"] = x.metrics["validation_agent_acc"]
     problems = []
-    if not m["losses_finite"]:
+    if not all(x.metrics["losses_finite"] for x in [result, *members]):
         problems.append("a training loss was not finite")
-    if m["validation_agent_acc"] < config.min_val_accuracy:
-        problems.append(f"validation agent accuracy {m['validation_agent_acc']:.3f} < floor {config.min_val_accuracy}")
-    if m["validation_agent_acc"] <= m["baseline_val_prototype_acc"]:
-        problems.append(f"validation agent accuracy {m['validation_agent_acc']:.3f} not above the untrained "
+    if val_acc < config.min_val_accuracy:
+        problems.append(f"validation agent accuracy {val_acc:.3f} < floor {config.min_val_accuracy}")
+    if val_acc <= m["baseline_val_prototype_acc"]:
+        problems.append(f"validation agent accuracy {val_acc:.3f} not above the untrained "
                         f"encoder's nearest-prototype baseline {m['baseline_val_prototype_acc']:.3f}")
     curve_md = ["| epoch | train loss | val loss | val prototype acc |", "|---:|---:|---:|---:|"]
     for i, (vl, va) in enumerate(zip(result.curves["val_loss"], result.curves["val_prototype_acc"], strict=True)):
@@ -243,10 +262,30 @@ def trained_adapter(
             "path": MetadataValue.path(str(out_dir)),
         },
         check_results=[check("adapter_quality", problems,
-                             validation_agent_acc=round(m["validation_agent_acc"], 4),
+                             validation_agent_acc=round(val_acc, 4),
                              baseline=round(m["baseline_val_prototype_acc"], 4))],
         data_version=DataVersion(dir_digest(out_dir)),
     ))
+
+
+def _members_peer_accuracy(router_dir, base_model: str, device: str, peer: pl.DataFrame, catalog: Catalog) -> dict:
+    """Peer agent-type and category accuracy of the saved router with all its members (embedding heads)."""
+    from ..core.router import Router
+    from ..core.train.trainer import resolve_device
+
+    router = Router(router_dir, base_model=base_model, device=resolve_device(device), tier_confidence=None)
+    got = [r.agent_type for r in router.route_many([(t, None) for t in peer["task"].to_list()], "embedding")]
+    peer = peer.with_columns(pl.Series("members", got, dtype=pl.String))
+    out = {}
+    for fname in sorted(peer["file"].unique().to_list()):
+        part = peer.filter(pl.col("file") == fname)
+        key = "peer96" if "96" in fname else "peer20" if "20" in fname else fname
+        hits = [g == t for g, t in zip(part["members"], part["expected_agent"], strict=True)]
+        cats = [g is not None and catalog.category_of(g) == catalog.category_of(t)
+                for g, t in zip(part["members"], part["expected_agent"], strict=True)]
+        out[f"members_{key}_agent_acc"] = sum(hits) / len(hits)
+        out[f"members_{key}_category_acc"] = sum(cats) / len(cats)
+    return out
 
 
 def _calibrate_tier_policy(router_dir, base_model: str, device: str, validation: pl.DataFrame, catalog: Catalog,
@@ -267,12 +306,19 @@ def _calibrate_tier_policy(router_dir, base_model: str, device: str, validation:
     texts = [request_text(i, c) for i, c, _ in rows] + [i for i, c, _ in rows if c and c.strip()]
     expected = [m for _, _, m in rows] + [m for _, c, m in rows if c and c.strip()]
     forms = ["as written"] * len(rows) + ["without context"] * (len(texts) - len(rows))
-    policy = calibrate_tier_confidence(router, texts, router.embed(texts), expected, routing_spec(catalog),
+    emb = router.embed(texts)
+    policy = calibrate_tier_confidence(router, texts, emb, expected, routing_spec(catalog),
                                        max_under_tier_rate, tolerance, confidence_level=confidence_level,
                                        groups=forms if each_form else None)
+    # agent-type accuracy of the router as saved (all members), embedding heads, validation requests as written
+    agents = router.labels["agent_types"]
+    truth = val["agent_type"].to_list()
+    a_prob, _ = router.heads(emb[: len(rows)], texts[: len(rows)])
+    hits = sum(agents[int(k)] == t for k, t in zip(a_prob.argmax(-1), truth, strict=True))
+    accuracy = round(hits / max(len(rows), 1), 4)
     labels_file = router_dir / "labels.json"
     labels = json.loads(labels_file.read_text(encoding="utf-8"))
     labels["tier_policy"] = {**policy, "selected_on": "validation (with and without context"
                                                       + (", each form on its own)" if each_form else ")")}
     labels_file.write_text(json.dumps(labels, indent=2) + "\n", encoding="utf-8")
-    return policy
+    return {**policy, "validation_agent_acc": accuracy}

@@ -173,6 +173,14 @@ FILE_ROLES = {
 }
 
 
+def file_role(name: str) -> str:
+    """What a file of a router folder is; router-encoder-m1-f32.gguf is member 1's router-encoder-f32.gguf."""
+    found = re.fullmatch(r"(router-(?:encoder|lora))-m(\d+)((?:-[a-z0-9_]+)?\.gguf)", name)
+    if found:
+        return f"member {found[2]}: {FILE_ROLES.get(found[1] + found[3], '')}"
+    return FILE_ROLES.get(name, "")
+
+
 def model_card(name: str, export_meta: Mapping[str, Any], adapter_meta: Mapping[str, Any], labels: Mapping[str, Any],
                files: Mapping[str, int], evaluation: Mapping[str, Any] | None = None,
                evaluation_note: str = "") -> str:
@@ -229,8 +237,13 @@ def model_card(name: str, export_meta: Mapping[str, Any], adapter_meta: Mapping[
         "",
         "## Files", "",
         _table(["file", "bytes", "what it is"],
-               [[f"`{f}`", n, FILE_ROLES.get(f, "")] for f, n in sorted(files.items())]), "",
+               [[f"`{f}`", n, file_role(f)] for f, n in sorted(files.items())]), "",
         "The `adapter/` folder holds the same LoRA adapter as safetensors for the torch backend.", "",
+        *([f"This router has {labels['members']} members: the same data, trained with seeds "
+           f"{adapter_meta.get('seed')} to {adapter_meta.get('seed', 0) + labels['members'] - 1}. Each member is an "
+           "encoder with its own heads (`members/<i>/adapter/` and the `-m<i>` files; member 0 is the unsuffixed "
+           "one); the router averages their agent-type and complexity probabilities, one encoder pass per member.",
+           ""] if labels.get("members", 1) > 1 else []),
         "## Intended use", "",
         "- Choosing which specialised agent and which Claude tier should handle a software-engineering request, "
         "inside the ruvtrain tooling (`ruvtrain route`).",

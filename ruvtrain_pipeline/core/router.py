@@ -6,6 +6,14 @@ Two backends over the same heads: `torch` (sentence-transformers + the safetenso
 exported GGUF encoder through llama-cpp-python; this path never imports torch). A model folder is either a
 `trained_adapter` folder (torch only) or a `gguf_export` folder (both backends: it carries the GGUF files, the sidecar
 with heads/labels, and a copy of the adapter).
+
+A router may hold several members (trained_adapter config `members`: the same data, one training seed each). Each
+member is an encoder with its own heads; the router averages their agent-type and complexity probabilities. Its
+embedding is the members' normalized embeddings side by side, divided by sqrt(members): unit length, and its dot
+product with the router's prototypes (built the same way) is the members' mean cosine similarity. Member 0 sits at
+the top of the folder as a single-member router does; member i (i >= 1) under `members/<i>/` (trained_adapter),
+as `router-encoder-m<i>-<quant>.gguf` and `router-lora-m<i>.gguf` beside member 0's files (gguf_export), with its
+heads and prototypes in the sidecar under the prefix `m<i>.`.
 """
 
 from __future__ import annotations
@@ -92,9 +100,33 @@ def _softmax(x: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
+def member_count(labels: dict) -> int:
+    """How many members (encoder + heads) a router folder holds (labels.json `members`; absent = 1)."""
+    count = labels.get("members", 1)
+    if not isinstance(count, int) or count < 1:
+        raise RouterError(f"labels.json: members must be a positive integer, got {count!r}")
+    return count
+
+
+def member_prefix(i: int) -> str:
+    """Prefix of member i's tensor names in load_heads' dict and in the sidecar ('' for member 0)."""
+    return f"m{i}." if i else ""
+
+
+def member_dir(model_dir: Path, i: int) -> Path:
+    """Folder of member i's adapter/heads/prototypes in a trained_adapter folder (and of its adapter in an export)."""
+    return model_dir if i == 0 else model_dir / "members" / str(i)
+
+
+def member_gguf(i: int, stem: str, suffix: str = "") -> str:
+    """File name of member i's GGUF in an export: router-encoder-f32.gguf, router-encoder-m1-f32.gguf, ..."""
+    return f"{stem}{f'-m{i}' if i else ''}{f'-{suffix}' if suffix else ''}.gguf"
+
+
 def load_heads(model_dir: Path) -> tuple[dict, dict[str, np.ndarray], dict]:
-    """(labels, {agent.weight, agent.bias, complexity.weight, complexity.bias, prototypes}, provenance) from the
-    sidecar GGUF of an export, or from the safetensors files of a trained_adapter folder. numpy only."""
+    """(labels, {agent.weight, agent.bias, complexity.weight, complexity.bias, prototypes, and the same names under
+    `m<i>.` for every further member}, provenance) from the sidecar GGUF of an export, or from the safetensors files
+    of a trained_adapter folder. numpy only."""
     if (model_dir / SIDECAR).exists():
         import gguf
 
@@ -115,10 +147,19 @@ def load_heads(model_dir: Path) -> tuple[dict, dict[str, np.ndarray], dict]:
                           f"(missing {', '.join(missing)})")
     from safetensors.numpy import load_file
 
-    tensors = load_file(str(model_dir / "heads.safetensors")) | load_file(str(model_dir / "prototypes.safetensors"))
     meta = json.loads((model_dir / "metadata.json").read_text(encoding="utf-8"))
     labels = json.loads((model_dir / "labels.json").read_text(encoding="utf-8"))
-    return labels, {k: v.astype(np.float32) for k, v in tensors.items()}, {"base_model": meta.get("base_model")}
+    tensors = {}
+    for i in range(member_count(labels)):
+        folder = member_dir(model_dir, i)
+        files = [folder / "heads.safetensors", folder / "prototypes.safetensors"]
+        missing = [str(f) for f in files if not f.exists()]
+        if missing:
+            raise RouterError(f"{model_dir}: member {i} of {member_count(labels)} is incomplete (missing "
+                              f"{', '.join(missing)})")
+        for f in files:
+            tensors |= {member_prefix(i) + k: v.astype(np.float32) for k, v in load_file(str(f)).items()}
+    return labels, tensors, {"base_model": meta.get("base_model")}
 
 
 def _base_model_path(recorded: str | None) -> str:
@@ -177,6 +218,17 @@ class LlamaCppEncoder:
         return np.asarray(self.llm.embed(texts, normalize=True, truncate=True), dtype=np.float32)
 
 
+class MemberEncoders:
+    """Several members' encoders as one: their normalized embeddings side by side, divided by sqrt(members)."""
+
+    def __init__(self, encoders: list[Any]) -> None:
+        self.encoders = encoders
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        parts = [e.embed(texts) for e in self.encoders]
+        return (np.hstack(parts) / np.sqrt(len(parts))).astype(np.float32)
+
+
 class Router:
     """Routes requests with a trained router folder (see the module docstring for the folder kinds)."""
 
@@ -189,9 +241,19 @@ class Router:
         if not self.model_dir.is_dir():
             raise RouterError(f"{self.model_dir}: no such router folder")
         self.labels, tensors, self.provenance = load_heads(self.model_dir)
-        self._agent_w, self._agent_b = tensors["agent.weight"], tensors["agent.bias"]
-        self._cx_w, self._cx_b = tensors["complexity.weight"], tensors["complexity.bias"]
-        self.prototypes = tensors["prototypes"]
+        self.members = member_count(self.labels)
+        try:
+            # per member: agent-type weight and bias, complexity weight and bias
+            self._member_heads = [tuple(tensors[member_prefix(i) + n] for n in (
+                "agent.weight", "agent.bias", "complexity.weight", "complexity.bias")) for i in range(self.members)]
+            protos = [tensors[member_prefix(i) + "prototypes"] for i in range(self.members)]
+        except KeyError as err:
+            raise RouterError(f"{self.model_dir}: routing tensor {err.args[0]} missing") from None
+        self._agent_w, self._agent_b, self._cx_w, self._cx_b = self._member_heads[0]
+        self.member_dim = protos[0].shape[1]
+        # the router's embedding space (see the module docstring): members side by side, scaled to unit length
+        self.prototypes = (protos[0] if self.members == 1 else
+                           (np.hstack(protos) / np.sqrt(self.members)).astype(np.float32))
         self.keywords = KeywordMatcher.load(keywords)
         if tier_confidence == "catalog":
             tier_confidence = catalog_tier_confidence()
@@ -212,13 +274,15 @@ class Router:
         self._encoder: Any = None
 
     @property
-    def encoder(self) -> TorchEncoder | LlamaCppEncoder:
+    def encoder(self) -> TorchEncoder | LlamaCppEncoder | MemberEncoders:
         if self._encoder is None:
             if self.backend == "llamacpp":
-                self._encoder = LlamaCppEncoder(self.model_dir / f"router-encoder-{self.quantization}.gguf",
-                                                self.threads)
+                encoders = [LlamaCppEncoder(self.model_dir / member_gguf(i, "router-encoder", self.quantization),
+                                            self.threads) for i in range(self.members)]
             else:
-                self._encoder = TorchEncoder(self.base_model, self.model_dir / "adapter", self.device)
+                encoders = [TorchEncoder(self.base_model, member_dir(self.model_dir, i) / "adapter", self.device)
+                            for i in range(self.members)]
+            self._encoder = encoders[0] if self.members == 1 else MemberEncoders(encoders)
         return self._encoder
 
     def embed(self, texts: list[str]) -> np.ndarray:
@@ -244,9 +308,22 @@ class Router:
         return [self.labels["tiers"][int(i)] for i in idx]
 
     def heads(self, emb: np.ndarray, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """(agent-type probabilities, complexity logits) for the normalized embeddings of `texts`."""
-        x = head_input(emb, texts, self._agent_w.shape[1])
-        return _softmax(x @ self._agent_w.T + self._agent_b), x @ self._cx_w.T + self._cx_b
+        """(agent-type probabilities, complexity logits) for the router's embeddings of `texts`. With several
+        members: the means of the members' probabilities, the complexity as log-probabilities (softmax gives the
+        mean back)."""
+        if emb.shape[1] != self.members * self.member_dim:
+            raise RouterError(f"{self.model_dir}: embeddings of width {emb.shape[1]}; this router's {self.members} "
+                              f"member(s) of {self.member_dim} need {self.members * self.member_dim}")
+        if self.members == 1:
+            x = head_input(emb, texts, self._agent_w.shape[1])
+            return _softmax(x @ self._agent_w.T + self._agent_b), x @ self._cx_w.T + self._cx_b
+        agent, cx = 0.0, 0.0
+        scale = np.float32(np.sqrt(self.members))  # each member's slice back to unit length
+        for i, (aw, ab, cw, cb) in enumerate(self._member_heads):
+            x = head_input(emb[:, i * self.member_dim:(i + 1) * self.member_dim] * scale, texts, aw.shape[1])
+            agent = agent + _softmax(x @ aw.T + ab)
+            cx = cx + _softmax(x @ cw.T + cb)
+        return agent / self.members, np.log(np.clip(cx / self.members, 1e-12, None))
 
     def route_many(self, requests: list[tuple[str, str | None]], mode: str = "hybrid") -> list[RouteResult]:
         if mode not in MODES:

@@ -157,16 +157,22 @@ def write_sidecar(router_dir: Path | str, out: Path | str, provenance: dict) -> 
     encoder file stays a plain llama.cpp model."""
     import gguf
 
+    from ..router import member_count, member_dir, member_prefix
+
     router_dir = Path(router_dir)
-    heads = load_file(str(router_dir / "heads.safetensors"))
-    protos = load_file(str(router_dir / "prototypes.safetensors"))["prototypes"]
+    labels = (router_dir / "labels.json").read_text(encoding="utf-8")
     writer = gguf.GGUFWriter(str(out), "ruvtrain-router")
     writer.add_name("ruvtrain-router-sidecar")
-    writer.add_string("ruvtrain.labels", (router_dir / "labels.json").read_text(encoding="utf-8"))
+    writer.add_string("ruvtrain.labels", labels)
     writer.add_string("ruvtrain.provenance", json.dumps(provenance, sort_keys=True))
-    for name, tensor in sorted(heads.items()):
-        writer.add_tensor(f"head.{name}", tensor.float().numpy())
-    writer.add_tensor("prototypes", protos.float().numpy())
+    # every member's heads and prototypes; member i >= 1 under the prefix m<i>. (router.load_heads)
+    for i in range(member_count(json.loads(labels))):
+        folder, prefix = member_dir(router_dir, i), member_prefix(i)
+        heads = load_file(str(folder / "heads.safetensors"))
+        protos = load_file(str(folder / "prototypes.safetensors"))["prototypes"]
+        for name, tensor in sorted(heads.items()):
+            writer.add_tensor(f"head.{prefix}{name}", tensor.float().numpy())
+        writer.add_tensor(f"{prefix}prototypes", protos.float().numpy())
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()

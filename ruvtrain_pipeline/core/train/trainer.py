@@ -8,7 +8,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -488,17 +488,28 @@ def canonical_adapter_config(adapter_dir: Path) -> None:
     path.write_text(json.dumps(cfg, indent=2, sort_keys=True), encoding="utf-8")
 
 
-def save_trained(result: TrainResult, out: Path, catalog: Catalog, extra_metadata: dict[str, Any]) -> dict[str, int]:
-    """Adapter (peft safetensors), heads and prototypes (safetensors), labels and metadata (JSON). No pickles."""
+def save_member(result: TrainResult, out: Path) -> None:
+    """One member's weights: the adapter (peft safetensors), heads and prototypes (safetensors). No pickles."""
     from safetensors.torch import save_file
 
     out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
     result.model.save_pretrained(str(out / "adapter"))
     canonical_adapter_config(out / "adapter")
     heads = {f"{k}": v.detach().contiguous().cpu() for k, v in result.heads.state_dict().items()}
     save_file(heads, str(out / "heads.safetensors"), metadata={"format": "ruvtrain-heads-v1"})
     save_file({"prototypes": result.prototypes.contiguous()}, str(out / "prototypes.safetensors"),
               metadata={"format": "ruvtrain-prototypes-v1"})
+
+
+def save_trained(result: TrainResult, out: Path, catalog: Catalog, extra_metadata: dict[str, Any],
+                 members: Sequence[TrainResult] = ()) -> dict[str, int]:
+    """A router folder: member 0 (`result`) at the top, every further member under members/<i>/ (router.py), labels
+    and metadata (JSON; each further member's metrics under `member_metrics`)."""
+    out = Path(out)
+    save_member(result, out)
+    for i, member in enumerate(members, start=1):
+        save_member(member, out / "members" / str(i))
     labels = {
         "agent_types": catalog.agent_types,
         "categories": catalog.categories,
@@ -508,6 +519,8 @@ def save_trained(result: TrainResult, out: Path, catalog: Catalog, extra_metadat
         "routing_table": catalog.routing,
         "prices_per_request": {t: catalog.price_per_request(t) for t in catalog.tier_order},
     }
+    if members:
+        labels["members"] = 1 + len(members)
     (out / "labels.json").write_text(json.dumps(labels, indent=2) + "\n", encoding="utf-8")
 
     def clean(x: Any) -> Any:
@@ -519,6 +532,7 @@ def save_trained(result: TrainResult, out: Path, catalog: Catalog, extra_metadat
             return [clean(v) for v in x]
         return x
 
-    meta = clean({**extra_metadata, "metrics": result.metrics, "curves": result.curves, "lora": result.lora_config})
+    meta = clean({**extra_metadata, "metrics": result.metrics, "curves": result.curves, "lora": result.lora_config,
+                  **({"member_metrics": [m.metrics for m in members]} if members else {})})
     (out / "metadata.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return {p.name: p.stat().st_size for p in out.rglob("*") if p.is_file()}
