@@ -28,6 +28,23 @@ def test_production_config_is_valid_for_the_full_pipeline():
     assert PRODUCTION_CONFIG.is_file()
 
 
+def test_the_quarterly_retrain_trains_what_make_run_trains():
+    """`make run` / `dvc repro` materialize every asset with its defaults; the production config pins them. A value
+    that differs from the default (as `epochs: 2` did after the default became 3) would make the scheduled retrain
+    ship a router other than the one the evaluation report measured."""
+    from dagster import AssetKey
+
+    differs = []
+    for op, body in retrain_run_config()["ops"].items():
+        fields = defs.get_assets_def(AssetKey(op)).op.config_schema.config_type.fields
+        for key, value in body.get("config", {}).items():
+            field = fields[key]
+            if not field.default_provided or field.default_value != value:
+                differs.append(f"{op}.{key}: {value!r} (asset default "
+                               f"{field.default_value if field.default_provided else 'none'!r})")
+    assert not differs, f"{PRODUCTION_CONFIG} differs from the assets' defaults: {differs}"
+
+
 def test_a_bad_retrain_config_names_the_file(tmp_path, monkeypatch):
     bad = tmp_path / "retrain.yaml"
     bad.write_text("- just\n- a list\n")
