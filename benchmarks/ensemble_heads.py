@@ -9,8 +9,13 @@ materialized trained_adapter with another seed). Validation and test come from t
 `dataset_splits`: give members trained on the same splits, or the tier calibration sees rows another member
 trained on.
 
-Usage: python benchmarks/ensemble_heads.py --member data --member /tmp/seed43 [--cache .cache/ensemble]
+Usage: python benchmarks/ensemble_heads.py --member data --member /tmp/seed43 [--cache .cache/ensemble] [--views]
 Embeddings are cached per member in --cache (about 2 min per member on 2 CPU cores the first time).
+
+--views also scores view averaging: a request that carries a context is routed on the mean of the probabilities of
+its two views (request + context, as served, and the request alone); a request without one is unchanged. The tier
+confidence is calibrated with the averaging on (validation as written = averaged views; without context = the bare
+request), so its test-split and tier figures are as clean as the plain router's.
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ def load_sets(data: Path, peer_dir: Path, labels: dict) -> dict[str, dict]:
             texts += ([request_text(i, c) for i, c in zip(df["input"], df["context"], strict=True)]
                       if form == "full" else df["input"].to_list())
             n += 1
-        sets[split] = {"texts": texts, "agent": df["agent_type"].to_list() * n,
+        sets[split] = {"texts": texts, "bare": df["input"].to_list() * n, "agent": df["agent_type"].to_list() * n,
                        "complexity": df["complexity"].to_list() * n, "model": df["expected_model"].to_list() * n}
     routing = {"table": labels["routing_table"]}
     evals = [load_realistic(CATALOG_DIR / "eval" / "realistic.jsonl", labels["agent_category"], routing,
@@ -52,7 +57,7 @@ def load_sets(data: Path, peer_dir: Path, labels: dict) -> dict[str, dict]:
     evals += load_peer_sets(peer_dir, labels["agent_category"], routing)  # none when the folder is absent
     for es in evals:
         sets[es.name] = {"texts": [request_text(i, c) for i, c in zip(es.inputs, es.contexts, strict=True)],
-                         "agent": list(es.agent_type), "complexity": list(es.complexity),
+                         "bare": list(es.inputs), "agent": list(es.agent_type), "complexity": list(es.complexity),
                          "model": list(es.expected_model)}
     return sets
 
@@ -79,6 +84,7 @@ def main() -> None:
     ap.add_argument("--keywords", default=None, help="keyword rules file (default: the catalog's keywords.yaml); "
                     "e.g. an earlier commit's, to score a router trained before the rules were re-derived")
     ap.add_argument("--peer-dir", default=DEFAULT_PEER_DIR, help="read-only peer test cases (skipped if absent)")
+    ap.add_argument("--views", action="store_true", help="also score view averaging (see the module docstring)")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -102,24 +108,33 @@ def main() -> None:
 
     emb = {(i, name): cached_embeddings(data[i], members[i], name, sets[name]["texts"], Path(args.cache))
            for i in range(len(members)) for name in sets}
+    if args.views:
+        emb |= {(i, name + ":bare"): cached_embeddings(data[i], members[i], name + "-bare", sets[name]["bare"],
+                                                       Path(args.cache))
+                for i in range(len(members)) for name in sets}
 
     class Ensemble(Router):
         """Averages the chosen members' probabilities; `use` names the set whose cached embeddings to read."""
 
         picked: list[int]
         use: str
+        views: bool
 
         def heads(self, e: np.ndarray, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
             outs = [members[i].heads(emb[i, self.use], texts) for i in self.picked]
+            if self.views:
+                # a request with a context: its bare view too (same text when there is no context: no change)
+                bare = sets[self.use]["bare"]
+                outs += [members[i].heads(emb[i, self.use + ":bare"], bare) for i in self.picked]
             agent = np.mean([a for a, _ in outs], axis=0)
             cx = np.mean([_softmax(c) for _, c in outs], axis=0)
             return agent, np.log(np.clip(cx, 1e-12, None))  # log-probabilities: softmax gives the average back
 
     combos = [[i] for i in range(len(members))] + ([list(range(len(members)))] if len(members) > 1 else [])
-    for picked in combos:
+    for picked, views in [(c, v) for c in combos for v in ([False, True] if args.views else [False])]:
         router = Ensemble.__new__(Ensemble)
         router.__dict__.update(base.__dict__)
-        router.picked, router.use = picked, "validation"
+        router.picked, router.use, router.views = picked, "validation", views
         val = sets["validation"]
         dummy = np.zeros((len(val["texts"]), 1), np.float32)
         half = len(val["texts"]) // 2  # load_sets: every row as written, then every row without its context
@@ -127,7 +142,8 @@ def main() -> None:
                                            confidence_level=0.95,
                                            groups=["as written"] * half + ["without context"] * half)
         tau = policy["tier_confidence"]
-        print(f"== {' + '.join(str(data[i]) for i in picked)}: calibrated tier confidence {tau}", flush=True)
+        print(f"== {' + '.join(str(data[i]) for i in picked)}{' (views averaged)' if views else ''}: calibrated "
+              f"tier confidence {tau}", flush=True)
         for name in ("test", "realistic", "peer96", "peer20"):
             if name not in sets:
                 continue
