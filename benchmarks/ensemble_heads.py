@@ -12,10 +12,11 @@ trained on.
 Usage: python benchmarks/ensemble_heads.py --member data --member /tmp/seed43 [--cache .cache/ensemble] [--views]
 Embeddings are cached per member in --cache (about 2 min per member on 2 CPU cores the first time).
 
---views also scores view averaging: a request that carries a context is routed on the mean of the probabilities of
-its two views (request + context, as served, and the request alone); a request without one is unchanged. The tier
-confidence is calibrated with the averaging on (validation as written = averaged views; without context = the bare
-request), so its test-split and tier figures are as clean as the plain router's.
+--views [both|agent] also scores view averaging: a request that carries a context is routed on the mean of the
+probabilities (with `agent`, of the agent-type head only) of its two views (request + context, as served, and the
+request alone); a request without one is unchanged. The tier confidence is calibrated with the averaging on
+(validation as written = averaged views; without context = the bare request), so its test-split and tier figures
+are as clean as the plain router's.
 """
 
 from __future__ import annotations
@@ -84,7 +85,9 @@ def main() -> None:
     ap.add_argument("--keywords", default=None, help="keyword rules file (default: the catalog's keywords.yaml); "
                     "e.g. an earlier commit's, to score a router trained before the rules were re-derived")
     ap.add_argument("--peer-dir", default=DEFAULT_PEER_DIR, help="read-only peer test cases (skipped if absent)")
-    ap.add_argument("--views", action="store_true", help="also score view averaging (see the module docstring)")
+    ap.add_argument("--views", nargs="?", const="both", choices=["both", "agent"], default=None,
+                    help="also score view averaging (see the module docstring); 'agent': average the agent-type "
+                    "probabilities only, complexity from the view as served")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -118,20 +121,22 @@ def main() -> None:
 
         picked: list[int]
         use: str
-        views: bool
+        views: str | None
 
         def heads(self, e: np.ndarray, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
             outs = [members[i].heads(emb[i, self.use], texts) for i in self.picked]
+            cx = np.mean([_softmax(c) for _, c in outs], axis=0)
             if self.views:
                 # a request with a context: its bare view too (same text when there is no context: no change)
                 bare = sets[self.use]["bare"]
                 outs += [members[i].heads(emb[i, self.use + ":bare"], bare) for i in self.picked]
+                if self.views == "both":
+                    cx = np.mean([_softmax(c) for _, c in outs], axis=0)
             agent = np.mean([a for a, _ in outs], axis=0)
-            cx = np.mean([_softmax(c) for _, c in outs], axis=0)
             return agent, np.log(np.clip(cx, 1e-12, None))  # log-probabilities: softmax gives the average back
 
     combos = [[i] for i in range(len(members))] + ([list(range(len(members)))] if len(members) > 1 else [])
-    for picked, views in [(c, v) for c in combos for v in ([False, True] if args.views else [False])]:
+    for picked, views in [(c, v) for c in combos for v in ([None, args.views] if args.views else [None])]:
         router = Ensemble.__new__(Ensemble)
         router.__dict__.update(base.__dict__)
         router.picked, router.use, router.views = picked, "validation", views
@@ -142,7 +147,8 @@ def main() -> None:
                                            confidence_level=0.95,
                                            groups=["as written"] * half + ["without context"] * half)
         tau = policy["tier_confidence"]
-        print(f"== {' + '.join(str(data[i]) for i in picked)}{' (views averaged)' if views else ''}: calibrated "
+        print(f"== {' + '.join(str(data[i]) for i in picked)}{f' (views averaged: {views})' if views else ''}: "
+              f"calibrated "
               f"tier confidence {tau}", flush=True)
         for name in ("test", "realistic", "peer96", "peer20"):
             if name not in sets:
