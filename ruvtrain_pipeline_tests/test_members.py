@@ -9,8 +9,6 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-pytestmark = pytest.mark.slow
-
 TEXTS = ["why does the login page throw a 500", "plan the Q3 migration to postgres", "write a README for the CLI",
          "audit the OAuth flow in the mobile app", "make the search endpoint faster"]
 
@@ -51,6 +49,7 @@ def _member_probabilities(folder, i, base_model, texts):
             softmax(emb @ heads["complexity.weight"].T + heads["complexity.bias"]))
 
 
+@pytest.mark.slow
 def test_trained_adapter_holds_one_adapter_per_seed(two_members):
     out = two_members.data / "trained_adapter"
     checks = {e.check_name: e.passed for e in two_members.result.get_asset_check_evaluations()}
@@ -69,6 +68,7 @@ def test_trained_adapter_holds_one_adapter_per_seed(two_members):
     assert 0 < md["members_validation_agent_acc"].value <= 1 and 0 < md["member1_validation_agent_acc"].value <= 1
 
 
+@pytest.mark.slow
 def test_router_averages_the_members_probabilities(two_members):
     from ruvtrain_pipeline.core.router import Router
 
@@ -95,6 +95,7 @@ def test_router_averages_the_members_probabilities(two_members):
         router.heads(emb[:, :384], TEXTS)
 
 
+@pytest.mark.slow
 def test_every_member_is_exported_and_served_by_llamacpp(two_members):
     import gguf
 
@@ -118,3 +119,27 @@ def test_every_member_is_exported_and_served_by_llamacpp(two_members):
     np.testing.assert_allclose(a_gguf, a_torch, atol=2e-3)
     card = (out / "README.md").read_text()
     assert "2 members" in card and "member 1: adapted encoder" in card
+
+
+def test_an_incomplete_member_is_named(tmp_path):
+    """A folder that claims more members than it holds, or a bad member count, fails on load with the file named."""
+    from safetensors.numpy import save_file
+
+    from ruvtrain_pipeline.core.router import RouterError, load_heads
+
+    rng = np.random.default_rng(0)
+    heads = {"agent.weight": rng.normal(size=(13, 8)).astype(np.float32),
+             "agent.bias": np.zeros(13, np.float32),
+             "complexity.weight": rng.normal(size=(3, 8)).astype(np.float32),
+             "complexity.bias": np.zeros(3, np.float32)}
+    save_file(heads, str(tmp_path / "heads.safetensors"))
+    save_file({"prototypes": rng.normal(size=(13, 8)).astype(np.float32)}, str(tmp_path / "prototypes.safetensors"))
+    (tmp_path / "metadata.json").write_text("{}")
+    (tmp_path / "labels.json").write_text(json.dumps({"members": 1}))
+    assert set(load_heads(tmp_path)[1]) == {*heads, "prototypes"}
+    (tmp_path / "labels.json").write_text(json.dumps({"members": 2}))
+    with pytest.raises(RouterError, match=r"member 1 of 2 is incomplete .*members/1/heads\.safetensors"):
+        load_heads(tmp_path)
+    (tmp_path / "labels.json").write_text(json.dumps({"members": 0}))
+    with pytest.raises(RouterError, match="members must be a positive integer, got 0"):
+        load_heads(tmp_path)
