@@ -192,7 +192,7 @@ def trained_adapter(
         cat_of = {a: catalog.category_of(a) for a in agents}
         for fname in sorted(peer["file"].unique().to_list()):
             part = peer.filter(pl.col("file") == fname)
-            key = _peer_key(fname)
+            key = "peer96" if "96" in fname else "peer20" if "20" in fname else fname
             m[f"{key}_agent_acc"] = float((part["head"] == part["expected_agent"]).mean())
             m[f"{key}_prototype_acc"] = float((part["prototype"] == part["expected_agent"]).mean())
             m[f"{key}_category_acc"] = float(
@@ -268,11 +268,6 @@ def trained_adapter(
     ))
 
 
-def _peer_key(fname: str) -> str:
-    """Metadata name of a peer benchmark file: peer96, peer20, or the file name."""
-    return "peer96" if "96" in fname else "peer20" if "20" in fname else fname
-
-
 def _members_peer_accuracy(router_dir, base_model: str, device: str, peer: pl.DataFrame, catalog: Catalog) -> dict:
     """Peer agent-type and category accuracy of the saved router with all its members (embedding heads)."""
     from ..core.router import Router
@@ -284,7 +279,7 @@ def _members_peer_accuracy(router_dir, base_model: str, device: str, peer: pl.Da
     out = {}
     for fname in sorted(peer["file"].unique().to_list()):
         part = peer.filter(pl.col("file") == fname)
-        key = _peer_key(fname)
+        key = "peer96" if "96" in fname else "peer20" if "20" in fname else fname
         hits = [g == t for g, t in zip(part["members"], part["expected_agent"], strict=True)]
         cats = [g is not None and catalog.category_of(g) == catalog.category_of(t)
                 for g, t in zip(part["members"], part["expected_agent"], strict=True)]
