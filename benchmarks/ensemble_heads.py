@@ -16,7 +16,8 @@ Embeddings are cached per member in --cache (about 2 min per member on 2 CPU cor
 probabilities (with `agent`, of the agent-type head only) of its two views (request + context, as served, and the
 request alone); a request without one is unchanged. The tier confidence is calibrated with the averaging on
 (validation as written = averaged views; without context = the bare request), so its test-split and tier figures
-are as clean as the plain router's.
+are as clean as the plain router's. A router trained with `view_average` (trained_adapter, on by default) routes as
+`--views agent` does: `--member data --views agent` reproduces its evaluation report's hybrid figures.
 """
 
 from __future__ import annotations
@@ -99,7 +100,9 @@ def main() -> None:
 
     data = [Path(m) for m in args.member]
     kw = {"keywords": args.keywords} if args.keywords else {}
-    members = [Router(d / "trained_adapter", tier_confidence=None, **kw) for d in data]
+    # each member reads the served view alone; --views does the averaging here (a router trained with view_average
+    # does the same as --views agent)
+    members = [Router(d / "trained_adapter", tier_confidence=None, view_average=False, **kw) for d in data]
     base = members[0]
     for d, m in zip(data, members, strict=True):
         if m.labels["agent_types"] != base.labels["agent_types"] or m.labels["complexities"] != base.labels[
@@ -123,7 +126,7 @@ def main() -> None:
         use: str
         views: str | None
 
-        def heads(self, e: np.ndarray, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        def heads(self, e: np.ndarray, texts: list[str], views=None) -> tuple[np.ndarray, np.ndarray]:
             outs = [members[i].heads(emb[i, self.use], texts) for i in self.picked]
             cx = np.mean([_softmax(c) for _, c in outs], axis=0)
             if self.views:

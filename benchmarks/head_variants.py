@@ -89,7 +89,7 @@ def build_cache(data: Path, cache: Path, peer_dir: Path, short: bool = True) -> 
     if meta_file.exists():
         return json.loads(meta_file.read_text())
     cache.mkdir(parents=True, exist_ok=True)
-    router = Router(data / "trained_adapter", tier_confidence=None)
+    router = Router(data / "trained_adapter", tier_confidence=None, view_average=False)  # the served view alone
     meta: dict = {}
 
     def put(name: str, texts: list[str], agent: list, cx: list, model: list) -> None:
@@ -162,7 +162,7 @@ def main() -> None:
     if "short" in args.variants.split(",") and "train_short" not in meta:
         ap.error(f"{cache} was built without the short forms: give another --cache for the 'short' variant")
     emb = {k: np.load(cache / f"{k}.npy") for k in meta}
-    base = Router(data / "trained_adapter", tier_confidence=None)
+    base = Router(data / "trained_adapter", tier_confidence=None, view_average=False)
     agents, cxs, cat_of = base.labels["agent_types"], base.labels["complexities"], base.labels["agent_category"]
     spec = routing_spec(Catalog.from_dict(json.loads((data / "seed_templates" / "catalog.json").read_text())))
 
@@ -171,7 +171,7 @@ def main() -> None:
 
         cx: np.ndarray | None = None  # complexity logits from a separate encoder (cxenc variant)
 
-        def heads(self, e: np.ndarray, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        def heads(self, e: np.ndarray, texts: list[str], views=None) -> tuple[np.ndarray, np.ndarray]:
             cx = self.x @ self._cx_w.T + self._cx_b if self.cx is None else self.cx
             return _softmax(self.x @ self._agent_w.T + self._agent_b), cx
 

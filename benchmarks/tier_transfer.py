@@ -41,7 +41,7 @@ def main() -> None:
     from ruvtrain_pipeline.core.train.trainer import flatten_examples
 
     data = Path(args.data)
-    router = Router(data / "trained_adapter", tier_confidence=None)
+    router = Router(data / "trained_adapter", tier_confidence=None, view_average=False)  # the served view alone
     spec = routing_spec(Catalog.from_dict(json.loads((data / "seed_templates" / "catalog.json").read_text())))
     sets = load_sets(data, Path(args.peer_dir), router.labels)
     emb = {name: cached_embeddings(data, router, name, s["texts"], Path(args.cache)) for name, s in sets.items()}

@@ -33,7 +33,7 @@ def main() -> None:
     from ruvtrain_pipeline.core.router import Router, request_text
 
     for member in args.member:
-        router = Router(Path(member) / "trained_adapter", tier_confidence=None)
+        router = Router(Path(member) / "trained_adapter", tier_confidence=None, view_average=False)
         lab = router.labels
         routing = {"table": lab["routing_table"]}
         sets = [load_realistic(CATALOG_DIR / "eval" / "realistic.jsonl", lab["agent_category"], routing,

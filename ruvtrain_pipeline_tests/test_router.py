@@ -380,3 +380,59 @@ def test_keyword_decision_keeps_the_embedding_uncertainty_for_the_tier(export_di
         # the rule's agent type and the heads' agent-type uncertainty both covered: the higher of the two tiers
         assert tiers.index(hybrid[i].model) == max(tiers.index(rule_only[i].model), tiers.index(emb_tier))
     assert agents  # the label space is the catalog's
+
+
+@pytest.mark.slow
+def test_view_average_reads_a_requests_two_views(tiny_pipeline):
+    """A router trained with view_average (the default) averages its agent-type head over request + context and the
+    request alone, for requests that carry a context; complexity and everything else read the served view; the
+    tier policy, the export, the card and the report carry it."""
+    import numpy as np
+
+    from ruvtrain_pipeline.core.router import RequestViews, Router, RouterError, request_text
+
+    export_dir = tiny_pipeline.data / "gguf_export"
+    assert json.loads((tiny_pipeline.data / "trained_adapter" / "labels.json").read_text())["view_average"] is True
+    requests = [("why does the worker crash on startup?", "stack trace attached: KeyError in the billing job"),
+                ("write a README for the CLI", None),
+                ("", "context without a request"),
+                ("plan the Q3 migration", "   "),
+                ("???", "the billing job")]
+    for backend in ("torch", "llamacpp"):
+        router = Router(export_dir, backend=backend, quantization="f32", tier_confidence=0.8)
+        served = Router(export_dir, backend=backend, quantization="f32", tier_confidence=0.8, view_average=False)
+        assert router.view_average and not served.view_average
+        texts, emb, views = router.embed_requests(requests)
+        assert texts == [request_text(r, c) for r, c in requests]
+        # only the first request has both a context and a request of its own: a context alone is routed as the
+        # served text, and so is a request with nothing to route on
+        assert views.rows == [0] and views.texts == [requests[0][0]]
+        a_prob, cx = router.heads(emb, texts, views)
+        # computed independently: the served router's heads on each view embedded on its own
+        a_full, cx_full = served.heads(served.embed([texts[0]]), [texts[0]])
+        a_bare, _ = served.heads(served.embed([requests[0][0]]), [requests[0][0]])
+        assert np.allclose(a_prob[0], (a_full[0] + a_bare[0]) / 2, atol=1e-4)
+        assert np.allclose(cx[0], cx_full[0], atol=1e-3)  # complexity: the served view alone
+        plain, _ = served.heads(emb, texts)
+        assert np.array_equal(a_prob[1:], plain[1:])  # no context: unchanged
+        assert not np.allclose(a_prob[0], plain[0])
+        # route_many is route_embedded with the views; without them the router reads the served view alone
+        many = [r.as_dict() for r in router.route_many(requests)]
+        assert many == [r.as_dict() for r in router.route_embedded(texts, emb, views=views)]
+        if many[0]["method"] == "embedding":
+            assert many[0]["confidence"] == round(float(a_prob[0].max()), 4)
+        # (embedded in another batch: llama.cpp's embeddings move in the last digits)
+        alone = [r.as_dict() for r in served.route_many(requests)]
+        without_views = [r.as_dict() for r in router.route_embedded(texts, emb)]
+        assert [{k: v for k, v in r.items() if k != "confidence"} for r in alone] == \
+            [{k: v for k, v in r.items() if k != "confidence"} for r in without_views]
+        assert np.allclose([r["confidence"] for r in alone], [r["confidence"] for r in without_views], atol=1e-3)
+    # bad views are named, not silently misaligned
+    with pytest.raises(RouterError, match="2 rows, 1 texts"):
+        RequestViews([0, 1], ["a"], np.zeros((2, emb.shape[1]), np.float32))
+    with pytest.raises(RouterError, match="row 7 of 5 texts"):
+        router.heads(emb, texts, RequestViews([7], ["a"], emb[:1]))
+    # the calibration ran with it, the card says it, the report shows what the second view adds
+    assert "two views" in (export_dir / "README.md").read_text()
+    metrics = json.loads((tiny_pipeline.data / "evaluation_report" / "metrics.json").read_text())
+    assert any(".hybrid (served view only).agent_acc" in k for k in metrics["headline"])

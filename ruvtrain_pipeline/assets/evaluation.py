@@ -29,6 +29,7 @@ from ..resources import DVC_POOL, BaseEncoder, DvcResource, PipelineStorage
 from ._meta import versioned
 
 GOAL_SETS = ("realistic", "peer96")
+SERVED_VIEW = "hybrid (served view only)"
 GOALS = {"category_acc": (">=", 0.90), "agent_acc": (">=", 0.85), "tier_acc": (">=", 0.80),
          "saving_vs_opus": (">=", 0.50), "under_tier_rate": ("<=", 0.02)}
 
@@ -54,7 +55,7 @@ class EvaluationConfig(Config):
     robustness_rows: int = Field(default=0, ge=0, description="Realistic rows scored under perturbations (0 = all).")
 
 
-def _latency(fn, texts: list[str], n: int) -> dict:
+def _latency(fn, texts: list, n: int) -> dict:
     texts = texts[:n]
     for t in texts[:5]:
         fn([t])
@@ -131,13 +132,12 @@ def evaluation_report(context: AssetExecutionContext, config: EvaluationConfig, 
         notes.append("llama-cpp-python not installed: GGUF backends not scored.")
 
     val = ev.load_split(storage.require("dataset_splits", "data/validation.parquet"), agent_category, "validation")
-    val_texts = [request_text(i, c) for i, c in zip(val.inputs, val.contexts, strict=True)]
-    val_emb = torch_router.embed(val_texts)
+    val_texts, val_emb, val_views = torch_router.embed_requests(list(zip(val.inputs, val.contexts, strict=True)))
     # the grid of the table, plus the router's own policy (calibrated on validation at training time, router.py)
     tier_confidences = sorted({*config.tier_confidences, *([torch_router.tier_confidence]
                                                             if torch_router.tier_confidence is not None else [])})
     tradeoff = _tradeoff_rows("validation (policy selection)", torch_router, val_texts, val_emb, val.expected_model,
-                              tier_confidences, routing)
+                              tier_confidences, routing, val_views)
 
     descriptions = [catalog.agents[a]["description"] for a in agent_labels]
     desc_emb = encoder.encode(descriptions)
@@ -152,15 +152,21 @@ def evaluation_report(context: AssetExecutionContext, config: EvaluationConfig, 
         zs_models = [routing["table"][agent_category[a]]["Moderate"] for a in zs]
         variants["zero-shot base"] = ev.score_routes(s, zs, zs_models, *score_args)
         for name, router in routers.items():
-            emb = router.embed(texts)
+            _, emb, views = router.embed_requests(list(zip(s.inputs, s.contexts, strict=True)))
             modes = ("keyword", "embedding", "hybrid") if name == "torch" else ("hybrid",)
             for mode in modes:
-                routes = router.route_embedded(texts, emb, mode)
+                routes = router.route_embedded(texts, emb, mode, views=views)
                 label = mode if name == "torch" else f"hybrid {name}"
                 variants[label] = ev.score_routes(s, [r.agent_type for r in routes], [r.model for r in routes],
                                                   *score_args, complexities=[r.complexity for r in routes])
+            if name == "torch" and views is not None:
+                # the same router reading the served view alone (request + context): what view averaging adds
+                routes = router.route_embedded(texts, emb, "hybrid")
+                variants[SERVED_VIEW] = ev.score_routes(s, [r.agent_type for r in routes], [r.model for r in routes],
+                                                        *score_args, complexities=[r.complexity for r in routes])
             if name == "torch" and s.has_tiers:
-                tradeoff += _tradeoff_rows(s.name, router, texts, emb, s.expected_model, tier_confidences, routing)
+                tradeoff += _tradeoff_rows(s.name, router, texts, emb, s.expected_model, tier_confidences, routing,
+                                           views)
         results[s.name] = variants
         context.log.info(f"{s.name}: n={len(s)} hybrid agent {variants['hybrid']['agent_acc']:.4f} "
                          f"category {variants['hybrid']['category_acc']:.4f}")
@@ -189,8 +195,8 @@ def evaluation_report(context: AssetExecutionContext, config: EvaluationConfig, 
                                                            agent_labels),
                     "triplets": len(pos), "hard_triplets": int(hard.sum())}
 
-    realistic_texts = [request_text(i, c) for i, c in zip(sets[1].inputs, sets[1].contexts, strict=True)]
-    latency = {name: _latency(lambda ts, r=router: r.route_many([(t, None) for t in ts], "hybrid"), realistic_texts,
+    realistic_requests = list(zip(sets[1].inputs, sets[1].contexts, strict=True))
+    latency = {name: _latency(lambda rs, r=router: r.route_many(rs, "hybrid"), realistic_requests,
                               config.latency_requests) for name, router in routers.items()}
 
     headline = ev.flat_headline(results)
@@ -274,7 +280,7 @@ def evaluation_report(context: AssetExecutionContext, config: EvaluationConfig, 
                    "robustness": robustness, "ab": ab,
                    "model": {"dataset_splits": splits_digest, "gguf_export": dir_digest(export_dir),
                              "trained_adapter": dir_digest(storage.asset_dir("trained_adapter")),
-                             "members": torch_router.members,
+                             "members": torch_router.members, "view_average": torch_router.view_average,
                              "trained_adapter_data_versions": adapter_meta.get("data_versions", {})}}
         (tmp / "results.json").write_text(json.dumps(details, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
@@ -322,12 +328,12 @@ def evaluation_report(context: AssetExecutionContext, config: EvaluationConfig, 
     ))
 
 
-def _tradeoff_rows(set_name, router, texts, emb, expected, confidences, routing) -> list[list]:
+def _tradeoff_rows(set_name, router, texts, emb, expected, confidences, routing, views=None) -> list[list]:
     """Tier accuracy, under/over-tiering and saving of the hybrid router per tier policy ('table' = argmax)."""
     from ..core.tiers import tier_curve
 
     rows = []
-    for tau, t in tier_curve(router, texts, emb, expected, routing, [None, *confidences]):
+    for tau, t in tier_curve(router, texts, emb, expected, routing, [None, *confidences], views=views):
         rows.append([set_name, "table" if tau is None else tau, t["tier_acc"], t["under_tier_rate"],
                      t["over_tier_rate"], t["saving_vs_opus"]])
     return rows
@@ -363,6 +369,8 @@ def _sections(Section, results, goal_rows, hn, latency, headline, previous, regr
         "Hybrid router (keyword rules first, embedding heads otherwise), torch backend"
         + (f", {members} members (training seeds {adapter_meta.get('seed')} to "
            f"{adapter_meta.get('seed', 0) + members - 1}, probabilities averaged)" if members > 1 else "")
+        + (", agent-type head averaged over request + context and the request alone where a context is given"
+           if (adapter_meta.get("training_config") or {}).get("view_average") else "")
         + ", on held-out sets only. "
         "Tier metrics need a complexity label (peer20 has none). Cost at the catalog's typical request size.",
         ["set", "n", "agent acc (13)", "category acc (5)", "agent macro-F1", "complexity acc", "tier acc",
@@ -382,7 +390,9 @@ def _sections(Section, results, goal_rows, hn, latency, headline, previous, regr
         "Routing modes and backends",
         "zero-shot base = the untrained base encoder routing to the nearest agent description (no complexity model: "
         "every request routed as Moderate). keyword = the catalog's keyword rules alone (unmatched requests are "
-        "unrouted and fall back to the top tier). hybrid gguf-* = the exported GGUF run by llama.cpp.",
+        "unrouted and fall back to the top tier). hybrid gguf-* = the exported GGUF run by llama.cpp. "
+        f"{SERVED_VIEW} (a router that averages its agent-type head over a request's two views) = the same router "
+        "reading request + context alone: the difference is what the second view adds.",
         ["set", "variant", "agent acc", "category acc", "agent macro-F1", "coverage", "tier acc", "under-tier",
          "saving vs opus"], mode_rows))
     real = results.get("realistic", {}).get("hybrid")
@@ -408,7 +418,8 @@ def _sections(Section, results, goal_rows, hn, latency, headline, previous, regr
         [[k, v["all"], v["hard_only"], v["triplets"], v["hard_triplets"]] for k, v in hn.items()]))
     sections.append(Section(
         "Latency on this machine",
-        f"Hybrid routing of the realistic requests, one request per call and one batch; {os.cpu_count()} CPU cores.",
+        f"Hybrid routing of the realistic requests (with their contexts, as served), one request per call and one "
+        f"batch; {os.cpu_count()} CPU cores.",
         ["backend", "p50 ms", "p95 ms", "batch req/s", "requests"],
         [[k, v["p50_ms"], v["p95_ms"], v["batch_req_per_s"], v["requests"]] for k, v in latency.items()]))
     if previous:
@@ -460,7 +471,7 @@ def _champion_vs_challenger(storage: PipelineStorage, encoder: BaseEncoder, sets
     """When a production router exists (the champion), score it on the same sets as the new export (the challenger)
     in this run, hybrid on the torch backend: the A/B tables here, the promotion decision in production_router."""
     from ..core import evaluate as ev
-    from ..core.router import SIDECAR, Router, request_text
+    from ..core.router import SIDECAR, Router
 
     champion_dir = storage.asset_dir("production_router")
     if not (champion_dir / SIDECAR).exists():
@@ -468,8 +479,7 @@ def _champion_vs_challenger(storage: PipelineStorage, encoder: BaseEncoder, sets
     champion = Router(champion_dir, backend="torch", base_model=encoder.resolved_path())
     scored = {}
     for s in sets:
-        texts = [request_text(i, c) for i, c in zip(s.inputs, s.contexts, strict=True)]
-        routes = champion.route_embedded(texts, champion.embed(texts), "hybrid")
+        routes = champion.route_many(list(zip(s.inputs, s.contexts, strict=True)), "hybrid")
         scored[s.name] = ev.score_routes(s, [r.agent_type for r in routes], [r.model for r in routes], *score_args)
     return {"mode": "hybrid", "backend": "torch",
             "champion": {"path": str(champion_dir), "digest": dir_digest(champion_dir), "results": scored},

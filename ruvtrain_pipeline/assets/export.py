@@ -165,20 +165,20 @@ def _validation_accuracy(storage: PipelineStorage, export_dir, torch_router, qua
                          limit: int) -> dict:
     """Agent-type accuracy (embedding heads, and hybrid) of the torch model and of each GGUF quantization through
     the router's llamacpp backend, on the same validation rows."""
-    from ..core.router import Router, request_text
+    from ..core.router import Router
 
     val = pl.read_parquet(storage.require("dataset_splits", "data/validation.parquet"))
     if limit:
         val = val.head(limit)
-    texts = [request_text(i, c) for i, c in zip(val["input"], val["context"], strict=True)]
+    requests = list(zip(val["input"], val["context"], strict=True))
     truth = val["metadata"].struct.field("agent_type").to_list()
-    out = {"validation_rows_scored": len(texts)}
+    out = {"validation_rows_scored": len(requests)}
     routers = {"torch": torch_router} | {q: Router(export_dir, backend="llamacpp", quantization=q)
                                          for q in quantizations}
     for name, router in routers.items():
-        emb = router.embed(texts)
+        texts, emb, views = router.embed_requests(requests)
         for mode in ("embedding", "hybrid"):
-            got = [r.agent_type for r in router.route_embedded(texts, emb, mode)]
+            got = [r.agent_type for r in router.route_embedded(texts, emb, mode, views=views)]
             acc = sum(g == t for g, t in zip(got, truth, strict=True)) / max(len(truth), 1)
             out[f"val_agent_acc_{mode}_{name}"] = round(acc, 4)
     return out

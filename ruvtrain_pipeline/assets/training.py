@@ -99,6 +99,12 @@ class TrainConfig(Config):
     members: int = Field(default=1, ge=1, le=8, description="Adapters trained on the same data with seeds seed, "
                          "seed + 1, ...; the router averages their heads' probabilities (one encoder pass per "
                          "member and request, and members times the training time).")
+    view_average: bool = Field(
+        default=True,
+        description="The router averages its agent-type head over a request's two views, request + context and the "
+                    "request alone, for requests that carry a context (a second encoder pass for those; the "
+                    "complexity head reads request + context). Written to labels.json; the tier policy is "
+                    "calibrated with it.")
 
 
 def _claude_judgments(context, config: TrainConfig, catalog: Catalog, train: pl.DataFrame,
@@ -209,7 +215,7 @@ def trained_adapter(
     }
     out_dir = storage.asset_dir("trained_adapter")
     with atomic_dir(out_dir) as tmp:
-        sizes = save_trained(result, tmp, catalog, provenance, members)
+        sizes = save_trained(result, tmp, catalog, provenance, members, view_average=config.view_average)
         policy = _calibrate_tier_policy(tmp, base_model, encoder.device, examples["validation"], catalog,
                                         config.max_under_tier_rate, config.under_tier_tolerance,
                                         config.under_tier_confidence_level, config.under_tier_each_form)
@@ -218,11 +224,15 @@ def trained_adapter(
         if members and peer is not None:
             m |= _members_peer_accuracy(tmp, base_model, encoder.device, peer, catalog)
 
-    # `m` holds member 0's figures; the router as served averages every member, so its validation accuracy (the
-    # calibration pass's, embedding heads, requests as written) is the one the quality check reads
+    # `m` holds member 0's figures on the served view; the router as served averages every member (and, with
+    # view_average, a request's two views), so its validation accuracy (the calibration pass's, embedding heads,
+    # requests as written) is the one the quality check reads
     val_acc = m["validation_agent_acc"]
-    if members:
+    if members or config.view_average:
         val_acc = policy["validation_agent_acc"]
+    if config.view_average:
+        m["views_validation_agent_acc"] = val_acc
+    if members:
         m["members_validation_agent_acc"] = val_acc
         for i, x in enumerate(members, start=1):
             m[f"member{i}_validation_agent_acc"] = x.metrics["validation_agent_acc"]
@@ -296,24 +306,27 @@ def _calibrate_tier_policy(router_dir, base_model: str, device: str, validation:
     most `max_under_tier_rate` (router.py `auto`). Requests arrive with or without their context, so every validation
     row that has one is routed both ways (the shorter bare form is the harder one for the complexity head); with
     `each_form` the target holds for each of the two forms on its own."""
-    from ..core.router import Router, request_text
+    from ..core.router import RequestViews, Router, bare_view_rows, request_text
     from ..core.tiers import calibrate_tier_confidence, routing_spec
     from ..core.train.trainer import flatten_examples, resolve_device
 
     val = flatten_examples(validation)
     router = Router(router_dir, base_model=base_model, device=resolve_device(device), tier_confidence=None)
     rows = list(zip(val["input"].to_list(), val["context"].to_list(), val["expected_model"].to_list(), strict=True))
-    texts = [request_text(i, c) for i, c, _ in rows] + [i for i, c, _ in rows if c and c.strip()]
-    expected = [m for _, _, m in rows] + [m for _, c, m in rows if c and c.strip()]
-    forms = ["as written"] * len(rows) + ["without context"] * (len(texts) - len(rows))
+    # the second form: every row with a context, without it (the bare views of a view-averaging router as well)
+    bare = bare_view_rows([(i, c) for i, c, _ in rows])
+    texts = [request_text(i, c) for i, c, _ in rows] + [request_text(rows[k][0], None) for k in bare]
+    expected = [m for _, _, m in rows] + [rows[k][2] for k in bare]
+    forms = ["as written"] * len(rows) + ["without context"] * len(bare)
     emb = router.embed(texts)
+    views = RequestViews(bare, texts[len(rows):], emb[len(rows):]) if router.view_average else None
     policy = calibrate_tier_confidence(router, texts, emb, expected, routing_spec(catalog),
                                        max_under_tier_rate, tolerance, confidence_level=confidence_level,
-                                       groups=forms if each_form else None)
-    # agent-type accuracy of the router as saved (all members), embedding heads, validation requests as written
+                                       groups=forms if each_form else None, views=views)
+    # agent-type accuracy of the router as saved (all members, both views), embedding heads, requests as written
     agents = router.labels["agent_types"]
     truth = val["agent_type"].to_list()
-    a_prob, _ = router.heads(emb[: len(rows)], texts[: len(rows)])
+    a_prob, _ = router.heads(emb[: len(rows)], texts[: len(rows)], views)
     hits = sum(agents[int(k)] == t for k, t in zip(a_prob.argmax(-1), truth, strict=True))
     accuracy = round(hits / max(len(rows), 1), 4)
     labels_file = router_dir / "labels.json"

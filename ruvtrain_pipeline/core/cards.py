@@ -244,6 +244,9 @@ def model_card(name: str, export_meta: Mapping[str, Any], adapter_meta: Mapping[
            "encoder with its own heads (`members/<i>/adapter/` and the `-m<i>` files; member 0 is the unsuffixed "
            "one); the router averages their agent-type and complexity probabilities, one encoder pass per member.",
            ""] if labels.get("members", 1) > 1 else []),
+        *(["For a request that comes with a context, the router reads two views: request + context and the request "
+           "alone. Its agent-type probabilities are the mean of the two views' (two encoder passes); the complexity "
+           "comes from request + context.", ""] if labels.get("view_average") else []),
         "## Intended use", "",
         "- Choosing which specialised agent and which Claude tier should handle a software-engineering request, "
         "inside the ruvtrain tooling (`ruvtrain route`).",

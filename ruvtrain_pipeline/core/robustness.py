@@ -105,15 +105,15 @@ def perturbation_scores(router: Any, eval_set: EvalSet, score_args: tuple, mode:
     """{"clean" | perturbation: metrics} on `eval_set`: the evaluation metrics over every row (and, for clean, the
     median confidence), plus how many texts the perturbation changed, agent-type accuracy on those rows alone, and
     the share of rows whose routed agent type differs from the clean route (flip rate)."""
-    clean_texts = [request_text(i, c) for i, c in zip(eval_set.inputs, eval_set.contexts, strict=True)]
-    clean = router.route_embedded(clean_texts, router.embed(clean_texts), mode)
+    clean_texts, emb, views = router.embed_requests(list(zip(eval_set.inputs, eval_set.contexts, strict=True)))
+    clean = router.route_embedded(clean_texts, emb, mode, views=views)
     clean_agents = [r.agent_type for r in clean]
     out = {"clean": _score(eval_set, clean, score_args)}
     out["clean"]["confidence_median"] = round(float(np.median([r.confidence for r in clean])), 4) if clean else 0.0
     for kind in PERTURBATIONS:
         inputs, contexts = perturb(kind, eval_set.inputs, eval_set.contexts, seed)
-        texts = [request_text(i, c) for i, c in zip(inputs, contexts, strict=True)]
-        routes = router.route_embedded(texts, router.embed(texts), mode)
+        texts, emb, views = router.embed_requests(list(zip(inputs, contexts, strict=True)))
+        routes = router.route_embedded(texts, emb, mode, views=views)
         m = _score(eval_set, routes, score_args)
         changed = [i for i, (a, b) in enumerate(zip(texts, clean_texts, strict=True)) if a != b]
         agents = [r.agent_type for r in routes]

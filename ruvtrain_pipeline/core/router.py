@@ -14,6 +14,12 @@ product with the router's prototypes (built the same way) is the members' mean c
 the top of the folder as a single-member router does; member i (i >= 1) under `members/<i>/` (trained_adapter),
 as `router-encoder-m<i>-<quant>.gguf` and `router-lora-m<i>.gguf` beside member 0's files (gguf_export), with its
 heads and prototypes in the sidecar under the prefix `m<i>.`.
+
+A router may average its agent-type head over a request's two views (labels.json `view_average`, trained_adapter
+config `view_average`): a request that carries a context is embedded as served (request + context) and as the bare
+request, and its agent-type probabilities are the mean of the two; the complexity head reads the served view alone.
+`embed_requests` computes both views in one encoder batch and `route_embedded` / `heads` take the bare views as
+`views`; a caller that passes texts alone routes them as requests without a context.
 """
 
 from __future__ import annotations
@@ -93,6 +99,27 @@ def head_input(emb: np.ndarray, texts: list[str], width: int) -> np.ndarray:
         raise RouterError(f"routing heads read {width} inputs; the embedding has {emb.shape[1]} and the text "
                           f"features {len(TEXT_FEATURES)}")
     return np.hstack([emb, text_features(texts)]).astype(np.float32)
+
+
+@dataclass
+class RequestViews:
+    """The bare requests of the rows that carry a context (view averaging): `rows` index the served texts, `texts`
+    are those rows' requests alone and `emb` their embeddings (one row each, in the order of `rows`)."""
+
+    rows: list[int]
+    texts: list[str]
+    emb: np.ndarray
+
+    def __post_init__(self) -> None:
+        if len(self.rows) != len(self.texts) or len(self.rows) != len(self.emb):
+            raise RouterError(f"request views: {len(self.rows)} rows, {len(self.texts)} texts and {len(self.emb)} "
+                              "embeddings")
+
+
+def bare_view_rows(requests: list[tuple[str, str | None]]) -> list[int]:
+    """Rows whose served text differs from the bare request (a context with content) and whose request alone has
+    something to route on: the rows a view-averaging router embeds twice."""
+    return [i for i, (r, c) in enumerate(requests) if c and c.strip() and has_content(r)]
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:
@@ -234,7 +261,8 @@ class Router:
 
     def __init__(self, model_dir: Path | str, keywords: Path | str = KEYWORDS_FILE, base_model: str | None = None,
                  device: str = "cpu", backend: str = "torch", quantization: str = "f32",
-                 threads: int | None = None, tier_confidence: float | None | str = "catalog") -> None:
+                 threads: int | None = None, tier_confidence: float | None | str = "catalog",
+                 view_average: bool | None = None) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         self.model_dir = Path(model_dir)
@@ -263,6 +291,8 @@ class Router:
         if tier_confidence is not None and not 0 < float(tier_confidence) < 1:
             raise ValueError(f"tier_confidence must be in (0, 1), got {tier_confidence}")
         self.tier_confidence = tier_confidence
+        # None: as the router was trained and calibrated (labels.json); a bool overrides it (ablations)
+        self.view_average = bool(self.labels.get("view_average", False)) if view_average is None else view_average
         tiers = self.labels["tiers"]
         # tier_of[a, c] = index of the tier the routing table gives agent type a at complexity c
         self._tier_of = np.array([[tiers.index(self._tier(a, c)) for c in self.labels["complexities"]]
@@ -307,10 +337,9 @@ class Router:
         idx = (cdf >= confidence - 1e-9).argmax(axis=-1)
         return [self.labels["tiers"][int(i)] for i in idx]
 
-    def heads(self, emb: np.ndarray, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """(agent-type probabilities, complexity logits) for the router's embeddings of `texts`. With several
-        members: the means of the members' probabilities, the complexity as log-probabilities (softmax gives the
-        mean back)."""
+    def _member_probs(self, emb: np.ndarray, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(agent-type probabilities, complexity logits) of one view. With several members: the means of the
+        members' probabilities, the complexity as log-probabilities (softmax gives the mean back)."""
         if emb.shape[1] != self.members * self.member_dim:
             raise RouterError(f"{self.model_dir}: embeddings of width {emb.shape[1]}; this router's {self.members} "
                               f"member(s) of {self.member_dim} need {self.members * self.member_dim}")
@@ -325,24 +354,51 @@ class Router:
             cx = cx + _softmax(x @ cw.T + cb)
         return agent / self.members, np.log(np.clip(cx / self.members, 1e-12, None))
 
+    def heads(self, emb: np.ndarray, texts: list[str],
+              views: RequestViews | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(agent-type probabilities, complexity logits) for the router's embeddings of `texts`. A view-averaging
+        router given `views` averages each such row's agent-type probabilities with its bare request's."""
+        a_prob, cx_logits = self._member_probs(emb, texts)
+        if self.view_average and views is not None and views.rows:
+            if max(views.rows) >= len(texts):
+                raise RouterError(f"request views: row {max(views.rows)} of {len(texts)} texts")
+            bare, _ = self._member_probs(views.emb, views.texts)
+            a_prob = a_prob.copy()
+            a_prob[views.rows] = (a_prob[views.rows] + bare) / 2
+        return a_prob, cx_logits
+
+    def embed_requests(self, requests: list[tuple[str, str | None]]
+                       ) -> tuple[list[str], np.ndarray, RequestViews | None]:
+        """(served texts, their embeddings, the bare views a view-averaging router reads or None) in one encoder
+        batch; a text with nothing to route on gets a zero embedding and is never encoded."""
+        texts = [request_text(r, c) for r, c in requests]
+        routable = [i for i, t in enumerate(texts) if has_content(t)]  # the encoder never sees an empty text
+        rows = bare_view_rows(requests) if self.view_average else []
+        bare_texts = [request_text(requests[i][0], None) for i in rows]
+        emb = np.zeros((len(texts), self.prototypes.shape[1]), dtype=np.float32)
+        both = self.embed([texts[i] for i in routable] + bare_texts) if routable or rows else emb[:0]
+        if routable:
+            emb[routable] = both[: len(routable)]
+        if not self.view_average:
+            return texts, emb, None
+        return texts, emb, RequestViews(rows, bare_texts, both[len(routable):])
+
     def route_many(self, requests: list[tuple[str, str | None]], mode: str = "hybrid") -> list[RouteResult]:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        texts = [request_text(r, c) for r, c in requests]
-        emb = np.zeros((len(texts), self.prototypes.shape[1]), dtype=np.float32)
-        routable = [i for i, t in enumerate(texts) if has_content(t)]  # the encoder never sees an empty text
-        if routable:
-            emb[routable] = self.embed([texts[i] for i in routable])
-        return self.route_embedded(texts, emb, mode)
+        texts, emb, views = self.embed_requests(requests)
+        return self.route_embedded(texts, emb, mode, views=views)
 
     def route_embedded(self, texts: list[str], emb: np.ndarray, mode: str = "hybrid",
-                       tier_confidence: float | None | str = "router") -> list[RouteResult]:
-        """Route texts whose embeddings are already computed (the evaluation scores several modes on one pass).
-        With a tier confidence (the router's by default), the tier comes from `pick_tier`; with None, from the
-        routing table at the routed agent type and the most likely complexity."""
+                       tier_confidence: float | None | str = "router",
+                       views: RequestViews | None = None) -> list[RouteResult]:
+        """Route texts whose embeddings are already computed (the evaluation scores several modes on one pass;
+        `embed_requests` gives texts, embeddings and views). With a tier confidence (the router's by default), the
+        tier comes from `pick_tier`; with None, from the routing table at the routed agent type and the most likely
+        complexity."""
         agents, cxs = self.labels["agent_types"], self.labels["complexities"]
         tier_confidence = self.tier_confidence if tier_confidence == "router" else tier_confidence
-        a_prob, cx_logits = self.heads(emb, texts)
+        a_prob, cx_logits = self.heads(emb, texts, views)
         cx_idx = cx_logits.argmax(-1)
         cx_prob = _softmax(cx_logits)
         order = np.argsort(-a_prob, axis=-1)[:, :2]

@@ -46,10 +46,12 @@ def routing_spec(catalog: Any) -> dict:
 
 
 def tier_curve(router: Any, texts: Sequence[str], emb: np.ndarray, expected: Sequence[str], routing: dict,
-               confidences: Sequence[float | None], mode: str = "hybrid") -> list[tuple[float | None, dict]]:
+               confidences: Sequence[float | None], mode: str = "hybrid",
+               views: Any = None) -> list[tuple[float | None, dict]]:
     """tier_metrics of the router's routes at each tier confidence (None = the routing table at the most likely
-    agent type and complexity), embeddings computed once."""
-    return [(tau, tier_metrics([r.model for r in router.route_embedded(texts, emb, mode, tier_confidence=tau)],
+    agent type and complexity), embeddings computed once (`views`: router.py RequestViews)."""
+    return [(tau, tier_metrics([r.model for r in router.route_embedded(texts, emb, mode, tier_confidence=tau,
+                                                                       views=views)],
                                expected, routing)) for tau in confidences]
 
 
@@ -72,7 +74,8 @@ def under_tier_upper_bound(rate: float, n: int, confidence_level: float) -> floa
 def calibrate_tier_confidence(router: Any, texts: Sequence[str], emb: np.ndarray, expected: Sequence[str],
                               routing: dict, max_under_tier_rate: float, tolerance: float = 0.005,
                               mode: str = "hybrid", grid: Sequence[float] = TIER_GRID,
-                              confidence_level: float = 0.5, groups: Sequence[str] | None = None) -> dict[str, Any]:
+                              confidence_level: float = 0.5, groups: Sequence[str] | None = None,
+                              views: Any = None) -> dict[str, Any]:
     """The cheapest tier policy whose under-tiering on a labelled set (the validation split) is at most the target:
     the lowest confidence of `grid` whose under-tiering, or with `confidence_level` > 0.5 its one-sided upper bound
     (`under_tier_upper_bound`: the lowest confidence that only just meets the target on one sample under-tiers more
@@ -91,7 +94,7 @@ def calibrate_tier_confidence(router: Any, texts: Sequence[str], emb: np.ndarray
     members = {g: [i for i, x in enumerate(groups) if x == g] for g in dict.fromkeys(groups)} if groups else {}
     curve, per_group = [], {}
     for tau in grid:
-        routed = [r.model for r in router.route_embedded(texts, emb, mode, tier_confidence=tau)]
+        routed = [r.model for r in router.route_embedded(texts, emb, mode, tier_confidence=tau, views=views)]
         t = tier_metrics(routed, expected, routing)
         bound = under_tier_upper_bound(t["under_tier_rate"], n, confidence_level)
         per_group[tau] = {}

@@ -503,9 +503,10 @@ def save_member(result: TrainResult, out: Path) -> None:
 
 
 def save_trained(result: TrainResult, out: Path, catalog: Catalog, extra_metadata: dict[str, Any],
-                 members: Sequence[TrainResult] = ()) -> dict[str, int]:
+                 members: Sequence[TrainResult] = (), view_average: bool = False) -> dict[str, int]:
     """A router folder: member 0 (`result`) at the top, every further member under members/<i>/ (router.py), labels
-    and metadata (JSON; each further member's metrics under `member_metrics`)."""
+    (`view_average`: the router averages its agent-type head over a request's two views, router.py) and metadata
+    (JSON; each further member's metrics under `member_metrics`)."""
     out = Path(out)
     save_member(result, out)
     for i, member in enumerate(members, start=1):
@@ -521,6 +522,8 @@ def save_trained(result: TrainResult, out: Path, catalog: Catalog, extra_metadat
     }
     if members:
         labels["members"] = 1 + len(members)
+    if view_average:
+        labels["view_average"] = True
     (out / "labels.json").write_text(json.dumps(labels, indent=2) + "\n", encoding="utf-8")
 
     def clean(x: Any) -> Any:
