@@ -59,7 +59,7 @@ def gguf_export(
         write_lora_gguf,
         write_sidecar,
     )
-    from ..core.router import Router, load_heads, member_dir, member_gguf
+    from ..core.router import Router, member_dir, member_gguf
 
     bad = [q for q in [*config.quantizations, config.base_quantization] if q not in QUANT]
     if bad:
@@ -67,8 +67,8 @@ def gguf_export(
     router_dir = storage.asset_dir("trained_adapter")
     storage.require("trained_adapter", "heads.safetensors")
     base_dir = Path(encoder.resolved_path())
+    # Router loads every member's heads (RouterError when one is incomplete) before any file is written
     torch_router = Router(router_dir, base_model=str(base_dir))
-    load_heads(router_dir)  # every member complete, before any file is written
     members = torch_router.members
     adapters = [member_dir(router_dir, i) / "adapter" for i in range(members)]
     n_layers = json.loads((base_dir / "config.json").read_text())["num_hidden_layers"]
