@@ -235,8 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_catalog)
     p = sub.add_parser("generate", help="generate the split dataset without Dagster")
     p.add_argument("--out", required=True)
-    p.add_argument("--examples-per-agent", type=int, default=100)
-    p.add_argument("--cover-templates", action="store_true",
+    p.add_argument("--examples-per-agent", type=int, default=300)
+    p.add_argument("--cover-templates", action=argparse.BooleanOptionalAction, default=True,
                    help="draw each stratum's templates round-robin (every template used once before any twice)")
     p.add_argument("--paraphrases", type=int, default=2)
     p.add_argument("--seed", type=int, default=42)

@@ -27,7 +27,8 @@ def test_generate_command_writes_splits(tiny_catalog_dir, tmp_path, capsys):
     summary = json.loads(capsys.readouterr().out)
     assert summary["rows"] == sum(summary["by_split"].values()) > 12 * 13
     assert (out / "train.jsonl").exists() and (out / "data" / "test.parquet").exists()
-    covered = tmp_path / "covered"
-    assert main(["generate", "--out", str(covered), "--examples-per-agent", "12", "--cover-templates",
+    weighted = tmp_path / "weighted"  # cover_templates is the default; --no-cover-templates draws weighted
+    assert main(["generate", "--out", str(weighted), "--examples-per-agent", "12", "--no-cover-templates",
                  "--catalog", str(tiny_catalog_dir)]) == 0
     assert json.loads(capsys.readouterr().out)["rows"] > 12 * 13
+    assert (weighted / "train.jsonl").read_bytes() != (out / "train.jsonl").read_bytes()

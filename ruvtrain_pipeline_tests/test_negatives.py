@@ -126,6 +126,23 @@ def test_template_triplets_hit_the_ratio(tiny_catalog):
         assert partners[idx[row["positive"]], idx[row["negative"]]] == row["is_hard"]
 
 
+def test_stored_similarity_is_rounded_so_cpu_float_noise_cannot_reach_disk():
+    from ruvtrain_pipeline.core.negatives.triplets import SIMILARITY_DECIMALS, finish
+
+    noisy = np.array([0.7123456, 0.7123457, np.nan, -0.0004999], dtype=np.float32)
+    twin = np.nextafter(noisy, np.float32(1))  # the last-digit difference another CPU's SIMD path can give
+    cols = {"anchor": ["a"] * 4, "positive": ["x"] * 4, "negative": ["y"] * 4, "is_hard": [True] * 4,
+            "source": ["mined"] * 4, "group_id": ["g"] * 4}
+    one = finish({**cols, "similarity": noisy})
+    two = finish({**cols, "similarity": twin})
+    assert one.equals(two) and one.schema["similarity"] == pl.Float32
+    sims = one["similarity"].to_list()
+    assert sims[0] == sims[1] == pytest.approx(0.712, abs=1e-6)
+    assert np.isnan(sims[2])  # the missing cosine of a Claude-written triplet stays missing
+    assert sims[3] == pytest.approx(0.0, abs=1e-9)
+    assert all(round(v, SIMILARITY_DECIMALS) == pytest.approx(v, abs=1e-7) for v in sims if not np.isnan(v))
+
+
 @pytest.mark.slow
 def test_mined_provider_on_real_minilm(tiny_catalog):
     from ruvtrain_pipeline.core.negatives.mined import mined_triplets

@@ -122,12 +122,24 @@ def empty_triplets() -> pl.DataFrame:
     return pl.DataFrame(schema=TRIPLET_SCHEMA)
 
 
+# Stored cosines keep this many decimals. A float32 dot product can differ in its last digits from one CPU to another
+# (different SIMD paths), and the raw value made the same config + seed write different bytes on different machines.
+SIMILARITY_DECIMALS = 3
+
+
+def stable_similarity(sim: object) -> np.ndarray:
+    """Cosines rounded to SIMILARITY_DECIMALS (in float64, then float32) so CPU-level float noise cannot reach disk."""
+    return np.round(np.asarray(sim, dtype=np.float64), SIMILARITY_DECIMALS).astype(np.float32)
+
+
 def finish(frame: dict[str, object]) -> pl.DataFrame:
-    """Columns -> a frame with exactly TRIPLET_SCHEMA (missing optional columns null)."""
+    """Columns -> a frame with exactly TRIPLET_SCHEMA (missing optional columns null; similarity rounded)."""
     n = len(next(iter(frame.values())))  # type: ignore[arg-type]
     cols = {}
     for name, dtype in TRIPLET_SCHEMA.items():
         value = frame.get(name)
+        if name == "similarity" and value is not None:
+            value = stable_similarity(value)
         cols[name] = pl.Series(name, value, dtype=dtype) if value is not None else pl.Series(name, [None] * n, dtype=dtype)
     return pl.DataFrame(cols)
 
