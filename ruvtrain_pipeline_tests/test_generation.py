@@ -51,8 +51,8 @@ def test_same_seed_same_bytes_other_seed_differs(tiny_catalog, tmp_path):
 
 def test_cover_templates_uses_every_template_when_the_quota_covers_its_stratum():
     """With cover_templates, templates are taken round-robin within a stratum: with the shipped catalog (at most 33
-    templates per agent type and complexity) and the default 100 examples per agent type (33 or 34 per stratum),
-    every template renders at least once. The default weighted draw leaves a seed-dependent share out."""
+    templates per agent type and complexity) and 100 examples per agent type (33 or 34 per stratum), every
+    template renders at least once. The weighted draw leaves a seed-dependent share out."""
     from ruvtrain_pipeline.core.catalog import CATALOG_DIR
 
     catalog = load_catalog(CATALOG_DIR)
@@ -60,7 +60,7 @@ def test_cover_templates_uses_every_template_when_the_quota_covers_its_stratum()
     per_stratum = {}
     for t in catalog.templates:
         per_stratum.setdefault((t.agent_type, t.complexity), []).append(t.id)
-    assert max(len(v) for v in per_stratum.values()) <= 33  # the premise: the default quota covers every stratum
+    assert max(len(v) for v in per_stratum.values()) <= 33  # the premise: a quota of 100 covers every stratum
     used = {}
     for seed in (42, 7):
         df = generate_base_examples(ct, 100, np.random.default_rng(seed), cover_templates=True)

@@ -138,7 +138,7 @@ def test_stored_similarity_is_rounded_so_cpu_float_noise_cannot_reach_disk():
     assert one.equals(two) and one.schema["similarity"] == pl.Float32
     sims = one["similarity"].to_list()
     assert sims[0] == sims[1] == pytest.approx(0.712, abs=1e-6)
-    assert np.isnan(sims[2])  # the missing cosine of a Claude-written triplet stays missing
+    assert np.isnan(sims[2])  # NaN stays NaN (rounding adds no value)
     assert sims[3] == pytest.approx(0.0, abs=1e-9)
     assert all(round(v, SIMILARITY_DECIMALS) == pytest.approx(v, abs=1e-7) for v in sims if not np.isnan(v))
 
