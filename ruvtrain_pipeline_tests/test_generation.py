@@ -50,9 +50,9 @@ def test_same_seed_same_bytes_other_seed_differs(tiny_catalog, tmp_path):
 
 
 def test_cover_templates_uses_every_template_when_the_quota_covers_its_stratum():
-    """With cover_templates, templates are taken round-robin within a stratum: with the shipped catalog (at most 33
-    templates per agent type and complexity) and 100 examples per agent type (33 or 34 per stratum), every
-    template renders at least once. The weighted draw leaves a seed-dependent share out."""
+    """With cover_templates, templates are taken round-robin within a stratum: with the shipped catalog and a quota of
+    three times its largest stratum per agent type (so every stratum's quota covers its templates), every template
+    renders at least once. The weighted draw leaves a seed-dependent share out."""
     from ruvtrain_pipeline.core.catalog import CATALOG_DIR
 
     catalog = load_catalog(CATALOG_DIR)
@@ -60,14 +60,14 @@ def test_cover_templates_uses_every_template_when_the_quota_covers_its_stratum()
     per_stratum = {}
     for t in catalog.templates:
         per_stratum.setdefault((t.agent_type, t.complexity), []).append(t.id)
-    assert max(len(v) for v in per_stratum.values()) <= 33  # the premise: a quota of 100 covers every stratum
+    per_agent = 3 * max(len(v) for v in per_stratum.values())  # the premise: each stratum's quota covers it
     used = {}
     for seed in (42, 7):
-        df = generate_base_examples(ct, 100, np.random.default_rng(seed), cover_templates=True)
+        df = generate_base_examples(ct, per_agent, np.random.default_rng(seed), cover_templates=True)
         assert df["template_id"].n_unique() == len(catalog.templates)
         uses = df["template_id"].value_counts()["count"]
         assert uses.max() <= 2  # no template is used twice before every template of its stratum is used once
-        weighted = generate_base_examples(ct, 100, np.random.default_rng(seed))
+        weighted = generate_base_examples(ct, per_agent, np.random.default_rng(seed))
         used[seed] = set(weighted["template_id"])
         assert weighted.height == df.height and len(used[seed]) < 0.8 * len(catalog.templates)
     assert used[42] != used[7]
