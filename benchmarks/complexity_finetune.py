@@ -76,6 +76,9 @@ def main() -> None:
         mask = b["attention_mask"].unsqueeze(-1).float()
         return (out * mask).sum(1) / mask.sum(1)
 
+    def embed_all(texts: list[str]) -> torch.Tensor:
+        return torch.cat([embed(texts[i : i + 64]) for i in range(0, len(texts), 64)])
+
     def data(names: list[str]) -> tuple[list[str], dict[str, torch.Tensor]]:
         return ([t for n in names for t in meta[n]["texts"]],
                 {k: torch.tensor([classes[k].index(v) if v in classes[k] else -1 for n in names for v in meta[n][k]])
@@ -91,7 +94,7 @@ def main() -> None:
         out: dict[str, dict[str, float]] = {}
         with torch.no_grad():
             for n, (t, ys) in sets.items():
-                e = torch.cat([embed(t[i : i + 64]) for i in range(0, len(t), 64)])
+                e = embed_all(t)
                 out[n] = {}
                 for k, y in ys.items():
                     if (y < 0).any():  # e.g. peer20 has no complexity labels
@@ -123,7 +126,7 @@ def main() -> None:
         with torch.no_grad():
             for name in (n for n in meta if not n.startswith("train_")):
                 texts = meta[name]["texts"]
-                logits = torch.cat([heads["complexity"](embed(texts[i : i + 64])) for i in range(0, len(texts), 64)])
+                logits = heads["complexity"](embed_all(texts))
                 np.save(out / f"{name}.npy", logits.numpy().astype(np.float32))
         print("complexity logits saved in", out, flush=True)
     if args.emb_out:
@@ -133,7 +136,7 @@ def main() -> None:
         kept = {n: m for n, m in meta.items() if not n.endswith("_short")}
         with torch.no_grad():
             for name, m in kept.items():
-                e = torch.cat([embed(m["texts"][i : i + 64]) for i in range(0, len(m["texts"]), 64)])
+                e = embed_all(m["texts"])
                 np.save(out / f"{name}.npy", torch.nn.functional.normalize(e, dim=-1).numpy().astype(np.float32))
         (out / "meta.json").write_text(json.dumps(kept))
         print("embeddings saved in", out, flush=True)
